@@ -1,0 +1,1 @@
+"""ddc-env: reinforcement-learning model compression as a Gymnasium environment."""
