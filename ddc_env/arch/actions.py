@@ -9,7 +9,7 @@ set of allowed choices with :func:`apply_decisions` yields a valid student spec 
   block it feeds) shares one channel set, so its width is one ``stage<k>`` decision; each block's inner
   width is a decision of its own;
 - channel counts are rounded to a multiple of ``channel_round`` (when the teacher's count is one) with a
-  floor of ``min_channels``; the student spec stores the resulting integers, so its hash is what is built.
+  floor of ``min_channels`` (or half the teacher's count, for thinner layers); the student spec stores the resulting integers, so its hash is what is built.
 """
 from __future__ import annotations
 
@@ -105,12 +105,12 @@ def decision_table(spec: NetSpec) -> list[Decision]:
 
 
 def round_channels(channels: int, width: float, channel_round: int = 8, min_channels: int = 8) -> int:
-    """``width * channels`` rounded to a multiple of ``channel_round`` (if ``channels`` is one), at least
-    ``min(min_channels, channels)`` and at most ``channels``."""
+    """``width * channels`` rounded to a multiple of ``channel_round`` (if ``channels`` is one), at most
+    ``channels`` and at least ``min_channels`` (half the teacher's count for layers thinner than that)."""
     if width >= 1.0:
         return channels
     step = channel_round if channels % channel_round == 0 else 1
-    n = max(step, int(channels * width / step + 0.5) * step, min(min_channels, channels))
+    n = max(step, int(channels * width / step + 0.5) * step, min(min_channels, max(1, channels // 2)))
     return min(n, channels)
 
 
