@@ -17,10 +17,10 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 __all__ = [
+    "STATUSES",
     "BudgetReward",
     "DDCReward",
     "RewardFn",
-    "STATUSES",
     "ddc",
     "make_reward",
     "n2n",
@@ -204,9 +204,7 @@ class BudgetReward:
         return (eps - 1.0) + eps * reward
 
 
-_REWARDS: Mapping[str, RewardFn | type] = MappingProxyType(
-    {"n2n": n2n, "ddc": DDCReward, "budget": BudgetReward}
-)
+_REWARDS: Mapping[str, RewardFn | type] = MappingProxyType({"n2n": n2n, "ddc": DDCReward, "budget": BudgetReward})
 
 
 def make_reward(spec: str | Mapping[str, Any] | RewardFn) -> RewardFn:

@@ -144,8 +144,7 @@ class ResultsStore:
         row = (key, teacher, data, spec_hash, fidelity, run, method, time.time(), float(seconds), reward, text)
         with self._guard("write"):
             cursor = self._connection().execute(
-                f"INSERT OR IGNORE INTO evaluations ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                f"INSERT OR IGNORE INTO evaluations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 row,
             )
         return cursor.rowcount == 1
@@ -167,7 +166,7 @@ class ResultsStore:
                 .execute(f"SELECT {', '.join(_COLUMNS)} FROM evaluations{where} ORDER BY rowid", params)
                 .fetchall()
             )
-        out = [dict(zip(_COLUMNS, row)) for row in rows]
+        out = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
         for row in out:
             row["record"] = json.loads(row["record"])
         return out

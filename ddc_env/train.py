@@ -83,7 +83,8 @@ class OptimConfig:
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Optimiser (sgd | adam | adamw) and per-step schedule (onecycle | cosine | constant)."""
+    """Optimiser (sgd | adam | adamw) and per-step schedule (onecycle | cosine | constant; onecycle runs
+    constant when there are fewer than 4 steps)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
@@ -95,12 +96,12 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int
     else:
         raise ValueError(f"optimizer must be sgd, adam or adamw; got {cfg.optimizer!r}")
     total_steps = max(1, total_steps)
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and total_steps >= 4:  # warm-up needs at least two steps
         sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
+            opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=max(0.25, 2.5 / total_steps))
     elif cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    elif cfg.schedule == "constant":
+    elif cfg.schedule in ("constant", "onecycle"):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     else:
         raise ValueError(f"schedule must be onecycle, cosine or constant; got {cfg.schedule!r}")

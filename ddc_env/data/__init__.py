@@ -23,7 +23,7 @@ from .catalog import (
     DatasetInfo,
 )
 from .errors import DataError
-from .sources import SourceData, atomic_savez, ddc_home, decoded_cache_dir, load_source, npz_paths, resolve_data_dir
+from .sources import SourceData, decoded_cache_dir, load_source, npz_paths, resolve_data_dir
 from .splits import SPLIT_METHODS, ValSplit, class_rank, stratified_cap
 from .subsets import ClassSpec, named_sets, resolve_classes, select_classes
 
@@ -46,13 +46,11 @@ __all__ = [
     "SourceData",
     "Split",
     "ValSplit",
-    "atomic_savez",
     "augment",
     "batch_indices",
     "channel_stats",
     "class_rank",
     "crop_flip",
-    "ddc_home",
     "decoded_cache_dir",
     "iterate_batches",
     "load_data",

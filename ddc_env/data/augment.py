@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -19,7 +19,8 @@ def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequen
     m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
     if m.shape[1] != x.shape[1] or s.shape[1] != x.shape[1]:
-        raise DataError(f"mean/std have {m.shape[1]}/{s.shape[1]} values for {x.shape[1]} channels; give one per channel")
+        raise DataError(f"mean/std have {m.shape[1]}/{s.shape[1]} values for {x.shape[1]} channels; "
+                        f"give one per channel")
     out = x.to(torch.float32).div_(255.0).sub_(m).div_(s).to(dtype)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 

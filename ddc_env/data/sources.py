@@ -11,17 +11,17 @@ import io
 import os
 import pickle
 import re
-import secrets
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 import numpy as np
 import torch
 
+from ..paths import atomic_writer, ddc_home
 from .catalog import CIFAR100_COARSE_CLASSES, KNOWN_DATASETS, TORCHVISION_DATASETS
 from .errors import DataError
 
@@ -51,11 +51,6 @@ class SourceData:
     """Named class sets derived from the data itself (CIFAR-100 superclasses from the raw pickles)."""
 
 
-def ddc_home() -> Path:
-    """The package's cache root: ``$DDC_HOME``, default ``~/.cache/ddc_env``."""
-    return Path(os.environ.get("DDC_HOME") or Path.home() / ".cache" / "ddc_env").expanduser()
-
-
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """``data_dir`` if given, else ``$DDC_DATA_DIR``, else ``<DDC_HOME>/data``."""
     if data_dir is not None:
@@ -82,21 +77,24 @@ def load_source(dataset: str, data_dir: str | os.PathLike[str] | None = None, do
     if root.exists() and not root.is_dir():
         raise DataError(f"data_dir {root} is a file, not a directory")
     train_path, test_path = npz_paths(dataset, root)
+    via_torchvision = dataset in TORCHVISION_DATASETS
+    if not root.exists() and not (download and via_torchvision):
+        extra = f", or torchvision's files ({_TORCHVISION_LAYOUT[dataset]}), or pass download=True" \
+            if via_torchvision else ""
+        raise DataError(f"data_dir {root} does not exist; expected {train_path.name} and {test_path.name} "
+                        f"there{extra}")
     if train_path.exists() or test_path.exists():
         for p in (train_path, test_path):
             if not p.is_file():
                 raise DataError(f"{dataset}: found only one of the two local files; expected both {train_path} "
                                 f"and {test_path}, missing {p}")
         return _from_npz(dataset, train_path, test_path)
-    if dataset in TORCHVISION_DATASETS:
-        if not root.is_dir() and not download:
-            raise DataError(f"data_dir {root} does not exist; expected {train_path.name} and {test_path.name} there, "
-                            f"or torchvision's {dataset} files ({_TORCHVISION_LAYOUT[dataset]}), or pass download=True")
+    if via_torchvision:
         return _from_torchvision(dataset, root, download)
-    local = sorted(p.name[: -len("_train.npz")] for p in root.glob("*_train.npz")) if root.is_dir() else []
-    raise DataError(f"unknown dataset {dataset!r}: no file {train_path} (with {test_path.name}); local npz datasets "
-                    f"in {root}: {local or 'none'}; torchvision datasets: {', '.join(TORCHVISION_DATASETS)}")
-
+    local = sorted(p.name[: -len("_train.npz")] for p in root.glob("*_train.npz"))
+    what = "no local files for" if dataset in KNOWN_DATASETS else "unknown dataset"
+    raise DataError(f"{what} {dataset!r}: expected {train_path} and {test_path.name}; local npz datasets in "
+                    f"{root}: {local or 'none'}; torchvision datasets: {', '.join(TORCHVISION_DATASETS)}")
 
 # ---------------------------------------------------------------------------------------------- npz files
 
@@ -207,7 +205,8 @@ def _decoded_jpeg(z: np.lib.npyio.NpzFile, path: Path, n_labels: int) -> np.ndar
         raise DataError(f"{path}: key 'offsets' must increase strictly from >= 0 to at most len(jpeg) = {len(jpeg)}")
     x = _decode_all(jpeg, offsets, path)
     try:
-        atomic_savez(cache, x=x)
+        with atomic_writer(cache) as f:
+            np.savez(f, x=x)
     except OSError as e:
         warnings.warn(f"could not cache decoded images of {path} at {cache}: {e}", stacklevel=2)
     return x
@@ -253,19 +252,6 @@ def _decode_all(jpeg: np.ndarray, offsets: np.ndarray, path: Path) -> np.ndarray
         out[i] = img
     assert out is not None  # n >= 1: files without samples are rejected before decoding
     return out
-
-
-def atomic_savez(target: Path, **arrays: np.ndarray) -> None:
-    """Write an uncompressed npz via a temporary file and ``os.replace``: never a half-written ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # unlike mkstemp, honours the umask
-            np.savez(f, **arrays)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------- torchvision

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from .catalog import NAMED_CLASS_SETS
 from .errors import DataError
 
-ClassSpec = Union[str, Sequence[Union[str, int]], None]
+ClassSpec = str | Sequence[str | int] | None
 """None = all classes; a named set ("vehicles", a CIFAR-100 superclass) or "cat,dog"; or names/indices."""
 
 
