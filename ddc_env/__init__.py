@@ -1,1 +1,10 @@
-"""ddc-env: reinforcement-learning model compression as a Gymnasium environment."""
+"""ddc-env: reinforcement-learning model compression as a Gymnasium environment.
+
+``import ddc_env`` registers the environment ids (``DDC-ResNet18-CIFAR10``, ...) with Gymnasium.
+"""
+from . import registration
+from .env import DDCEnv, EnvConfig
+from .registration import ENV_IDS
+
+__version__ = "0.1.0"
+__all__ = ["DDCEnv", "ENV_IDS", "EnvConfig", "__version__"]

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
@@ -110,6 +109,8 @@ def measure_latency(
     if channels_last or _module_device(module) != dev:
         target = copy.deepcopy(module).to(dev, memory_format=memory_format)
     x = _example_input(target, shape, dev).contiguous(memory_format=memory_format)
+    from torch.utils import benchmark  # imported here: it pulls in the C++ toolchain helpers (slow, noisy)
+
     timer = benchmark.Timer(stmt="module(x)", globals={"module": target, "x": x}, num_threads=threads)
     with _eval_mode(target), torch.inference_mode():
         if warmup:

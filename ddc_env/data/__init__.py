@@ -17,10 +17,13 @@ from .catalog import (
     CIFAR100_FINE_CLASSES,
     CIFAR100_SUPERCLASSES,
     DIGIT_CLASSES,
+    DIGIT_DATASETS,
     KNOWN_DATASETS,
     NAMED_CLASS_SETS,
+    PACKAGED_DATASETS,
     TORCHVISION_DATASETS,
     DatasetInfo,
+    flips,
 )
 from .errors import DataError
 from .sources import SourceData, decoded_cache_dir, load_source, npz_paths, resolve_data_dir
@@ -33,8 +36,10 @@ __all__ = [
     "CIFAR100_FINE_CLASSES",
     "CIFAR100_SUPERCLASSES",
     "DIGIT_CLASSES",
+    "DIGIT_DATASETS",
     "KNOWN_DATASETS",
     "NAMED_CLASS_SETS",
+    "PACKAGED_DATASETS",
     "PAD_MODES",
     "SPLIT_METHODS",
     "TORCHVISION_DATASETS",
@@ -52,6 +57,7 @@ __all__ = [
     "class_rank",
     "crop_flip",
     "decoded_cache_dir",
+    "flips",
     "iterate_batches",
     "load_data",
     "load_source",

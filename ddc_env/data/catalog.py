@@ -67,8 +67,21 @@ KNOWN_DATASETS: Mapping[str, DatasetInfo] = MappingProxyType({
     "cifar100": DatasetInfo(CIFAR100_FINE_CLASSES, _CIFAR100_MEAN, _CIFAR100_STD),
     "cifar100_coarse": DatasetInfo(CIFAR100_COARSE_CLASSES, _CIFAR100_MEAN, _CIFAR100_STD),
     "mnist": DatasetInfo(DIGIT_CLASSES, (0.1307,), (0.3081,)),
+    "mnist_sample": DatasetInfo(DIGIT_CLASSES, (0.1307,), (0.3081,)),
     "svhn": DatasetInfo(DIGIT_CLASSES, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
 })
+
+# Datasets shipped inside the package (ddc_env/assets), used when no data_dir is given.
+PACKAGED_DATASETS: tuple[str, ...] = ("mnist_sample",)
+
+# Digits: a horizontally flipped digit is another symbol, so flip augmentation is off for these.
+DIGIT_DATASETS: tuple[str, ...] = ("mnist", "mnist_sample", "svhn")
+
+
+def flips(dataset: str) -> bool:
+    """Whether horizontal-flip augmentation suits ``dataset``."""
+    return dataset not in DIGIT_DATASETS
+
 
 # Datasets that torchvision can provide (download or read from its own layout under data_dir).
 TORCHVISION_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "cifar100_coarse", "mnist", "svhn")

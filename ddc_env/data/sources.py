@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from ..paths import atomic_writer, ddc_home
-from .catalog import CIFAR100_COARSE_CLASSES, KNOWN_DATASETS, TORCHVISION_DATASETS
+from .catalog import CIFAR100_COARSE_CLASSES, KNOWN_DATASETS, PACKAGED_DATASETS, TORCHVISION_DATASETS
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 from .errors import DataError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -70,10 +72,11 @@ def npz_paths(dataset: str, data_dir: Path) -> tuple[Path, Path]:
 
 
 def load_source(dataset: str, data_dir: str | os.PathLike[str] | None = None, download: bool = False) -> SourceData:
-    """Load ``dataset``'s train and test files; local npz files take precedence over torchvision."""
+    """Load ``dataset``'s train and test files; local npz files take precedence over torchvision; a packaged
+    dataset (``mnist_sample``) comes from the package unless ``data_dir`` is given."""
     if not isinstance(dataset, str) or not _NAME_RE.match(dataset):
         raise DataError(f"dataset name {dataset!r} is invalid: use letters, digits, '_', '.', '-' (e.g. 'cifar10')")
-    root = resolve_data_dir(data_dir)
+    root = ASSETS_DIR if (data_dir is None and dataset in PACKAGED_DATASETS) else resolve_data_dir(data_dir)
     if root.exists() and not root.is_dir():
         raise DataError(f"data_dir {root} is a file, not a directory")
     train_path, test_path = npz_paths(dataset, root)

@@ -56,8 +56,13 @@ def resnet50(num_classes: int = 10, in_channels: int = 3, input_size: tuple[int,
 def _vgg(arch: str, num_classes: int, in_channels: int, input_size: tuple[int, int],
          hidden: tuple[int, ...]) -> NetSpec:
     units: list[Unit] = []
+    size = min(input_size)
     for i, v in enumerate(VGG_CFGS[arch]):
-        units.append(Pool(f"features.{i}", "max", 2, 2) if v == "M" else Conv(f"features.{i}", int(v)))
+        if v != "M":
+            units.append(Conv(f"features.{i}", int(v)))
+        elif size >= 2:  # small inputs (28x28 MNIST) run out of pixels before the last pools
+            units.append(Pool(f"features.{i}", "max", 2, 2))
+            size //= 2
     units.append(GlobalPool("avgpool"))
     for j, width in enumerate(hidden):
         units.append(Linear(f"classifier.{j}", width, relu=True))
@@ -67,7 +72,8 @@ def _vgg(arch: str, num_classes: int, in_channels: int, input_size: tuple[int, i
 
 def vgg11(num_classes: int = 10, in_channels: int = 3, input_size: tuple[int, int] = (32, 32),
           hidden: tuple[int, ...] = (512,)) -> NetSpec:
-    """VGG-11 with BatchNorm, CIFAR-style head: global average pool, ``hidden`` FC layers, classifier."""
+    """VGG-11 with BatchNorm, CIFAR-style head: global average pool, ``hidden`` FC layers, classifier.
+    Max-pools that would shrink maps below 1x1 (inputs smaller than 32x32) are left out."""
     return _vgg("vgg11", num_classes, in_channels, input_size, hidden)
 
 

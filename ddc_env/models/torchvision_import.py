@@ -31,6 +31,11 @@ def _meta_net(spec: NetSpec) -> Net:
         return Net(spec)
 
 
+def state_dict_shapes(spec: NetSpec) -> dict[str, torch.Size]:
+    """Key -> shape of every entry of ``build(spec).state_dict()`` (our layout), without building weights."""
+    return {k: v.shape for k, v in _meta_net(spec).state_dict().items()}
+
+
 def _torchvision_key(u: Unit, rest: str) -> str:
     """torchvision's name of parameter ``rest`` of unit ``u`` (e.g. ``bn.weight`` of Conv ``conv1``)."""
     if isinstance(u, Block):
@@ -83,7 +88,7 @@ def check_state_dict(expected: Mapping[str, torch.Size], state_dict: StateDict, 
 def from_torchvision_state_dict(spec: NetSpec, state_dict: StateDict) -> dict[str, torch.Tensor]:
     """A torchvision-layout ResNet state dict renamed to our layout, checked strictly against ``spec``."""
     mapping = torchvision_key_map(spec)
-    shapes = {mapping[k]: v.shape for k, v in _meta_net(spec).state_dict().items()}
+    shapes = {mapping[k]: shape for k, shape in state_dict_shapes(spec).items()}
     check_state_dict(shapes, state_dict, _describe(spec, "torchvision layout"))
     return {ours: state_dict[tv] for ours, tv in mapping.items()}
 
@@ -110,9 +115,8 @@ def load_state_dict(spec: NetSpec, state_dict: StateDict) -> Net:
     """A ``Net`` of ``spec`` holding ``state_dict``'s weights, in either layout (detected from the keys)."""
     if detect_layout(state_dict) == "torchvision":
         return load_torchvision_state_dict(spec, state_dict)
+    check_state_dict(state_dict_shapes(spec), state_dict, _describe(spec, "ddc_env layout"))
     net = Net(spec)
-    check_state_dict({k: v.shape for k, v in _meta_net(spec).state_dict().items()}, state_dict,
-                     _describe(spec, "ddc_env layout"))
     net.load_state_dict(state_dict)
     return net
 

@@ -1,0 +1,236 @@
+"""Teacher training: a zoo model trained on a dataset's train split, measured on val and test, cached as a
+checkpoint under :func:`~ddc_env.paths.teachers_dir`.
+
+Example::
+
+    ckpt = train_teacher("resnet18", DataConfig("cifar10"), TeacherRecipe(epochs=10))
+    ckpt.meta["val_acc"], ckpt.path
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..arch.build import build
+from ..data import DataBundle, DataConfig, Split, augment, flips, iterate_batches, load_data, normalize
+from ..paths import teachers_dir
+from ..train import OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from .builders import MODELS, get_model_spec
+from .checkpoints import CheckpointError, TeacherCheckpoint, read_sidecar, save_teacher
+
+LONG_RUN_SECONDS = 120.0  # warn with an estimate before CPU runs longer than this
+PROBE_STEPS = 3  # timed steps (after one warm-up step) behind the estimate
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How a teacher is trained. ``flip=None`` flips horizontally except on digit datasets (mnist, svhn);
+    ``crop_pad=0`` turns random crops off; ``amp`` as in :meth:`ddc_env.train.Precision.for_device` (also used
+    to measure val/test accuracy, as students are measured). The defaults are the shared ResNet-18 teacher's."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    optim: OptimConfig = OptimConfig(lr=0.2)
+    label_smoothing: float = 0.1
+    crop_pad: int = 4
+    flip: bool | None = None
+    amp: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1); got {self.label_smoothing!r}")
+        if isinstance(self.crop_pad, bool) or not isinstance(self.crop_pad, int) or self.crop_pad < 0:
+            raise ValueError(f"crop_pad must be a non-negative integer; got {self.crop_pad!r}")
+
+    def flips(self, dataset: str) -> bool:
+        """Whether horizontal flips are used on ``dataset``."""
+        return flips(dataset) if self.flip is None else self.flip
+
+
+def data_key(cfg: DataConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that define the data (not where it is stored), JSON-ready: a cache key."""
+    d = dataclasses.asdict(cfg)
+    for location in ("data_dir", "download"):
+        d.pop(location)
+    if isinstance(d["classes"], tuple):
+        d["classes"] = list(d["classes"])
+    return d
+
+
+def teacher_filename(model: str, cfg: DataConfig, seed: int) -> str:
+    """``<model>_<dataset>[_<classes>][_n<max_train>]_seed<seed>.pt``."""
+    parts = [model, cfg.dataset]
+    if cfg.classes is not None:
+        classes = cfg.classes if isinstance(cfg.classes, str) else ",".join(map(str, cfg.classes))
+        parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", classes).strip("-"))
+    if cfg.max_train is not None:
+        parts.append(f"n{cfg.max_train}")
+    return "_".join(parts) + f"_seed{seed}.pt"
+
+
+@torch.no_grad()
+def evaluate_accuracy(net: nn.Module, split: Split, mean: tuple[float, ...], std: tuple[float, ...], *,
+                      device: torch.device | str = "cpu", batch_size: int = 500,
+                      precision: Precision | None = None) -> float:
+    """Top-1 accuracy of ``net`` on a uint8 split (fp32 unless ``precision`` says otherwise)."""
+    device = torch.device(device)
+    precision = precision or Precision(None, False)
+    batches = (normalize(split.x[s].to(device), mean, std) for s in chunks(len(split), batch_size))
+    logits = predict(net, batches, device=device, precision=precision)
+    return (logits.argmax(1).cpu() == split.y.cpu()).float().mean().item()
+
+
+def _epoch(train: Split, recipe: TeacherRecipe, flip: bool, bundle: DataBundle, drop_last: bool,
+           gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for xb, yb, _ in iterate_batches(train.x, train.y, recipe.batch_size, shuffle=True, generator=gen,
+                                     drop_last=drop_last):
+        if recipe.crop_pad or flip:
+            xb = augment(xb, gen, recipe.crop_pad, flip)
+        yield normalize(xb, bundle.mean, bundle.std), yb
+
+
+def _progress(total: int, show: bool, what: str, device: torch.device) -> tuple[Callable[[int], None], tqdm]:
+    """A per-batch callback updating a tqdm bar over images; after a few timed steps it warns when the
+    whole CPU run looks long."""
+    bar = tqdm(total=total, unit="img", desc=what, disable=not show, dynamic_ncols=True)
+    state = {"steps": 0, "images": 0, "t0": 0.0}
+
+    def update(n: int) -> None:
+        bar.update(n)
+        state["steps"] += 1
+        if state["steps"] == 1:  # the first step warms up; time the next ones
+            state["t0"] = time.perf_counter()
+            return
+        state["images"] += n
+        if state["steps"] == PROBE_STEPS + 1 and device.type == "cpu":
+            rate = state["images"] / max(time.perf_counter() - state["t0"], 1e-9)
+            eta = total / rate
+            if eta > LONG_RUN_SECONDS:
+                warnings.warn(f"{what}: {total:,} images on CPU at about {rate:.0f} img/s will take about "
+                              f"{eta / 60:.0f} min")
+
+    return update, bar
+
+
+def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None = None, *,
+                  model_kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "auto",
+                  out_path: str | os.PathLike[str] | None = None, progress: bool = True) -> TeacherCheckpoint:
+    """Train zoo ``model`` on ``data_cfg``'s train split (never val or test), measure val and test accuracy
+    and save the checkpoint to ``out_path`` (default: ``teachers_dir()/teacher_filename(...)``).
+
+    The spec takes num_classes, in_channels and input_size from the data; ``model_kwargs`` adds others
+    (e.g. ``{"stem": "imagenet"}``).
+    """
+    recipe = recipe or TeacherRecipe()
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))}")
+    clash = sorted(set(model_kwargs or {}) & {"num_classes", "in_channels", "input_size"})
+    if clash:
+        raise ValueError(f"model_kwargs must not set {', '.join(clash)}: they come from the data")
+    dev = resolve_device(device)
+    bundle = load_data(data_cfg)
+    from_data = {"num_classes": bundle.num_classes, "in_channels": bundle.in_channels,
+                 "input_size": bundle.image_size}
+    kwargs = {**(model_kwargs or {}), **from_data}
+    spec = get_model_spec(model, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        net = build(spec)
+    precision = Precision.for_device(dev, recipe.amp)
+    net = precision.prepare(net.to(dev))
+
+    train = bundle.train.to(dev)
+    drop_last = len(train) >= recipe.batch_size
+    steps_per_epoch = len(train) // recipe.batch_size if drop_last else 1
+    opt, sched = make_optimizer(net, recipe.optim, recipe.epochs * steps_per_epoch)
+    gen = torch.Generator(device=dev).manual_seed(recipe.seed)
+    flip = recipe.flips(data_cfg.dataset)
+    epochs = (_epoch(train, recipe, flip, bundle, drop_last, gen) for _ in range(recipe.epochs))
+    seen = steps_per_epoch * recipe.batch_size if drop_last else len(train)
+    update, bar = _progress(recipe.epochs * seen, progress, f"teacher {model}/{data_cfg.dataset}", dev)
+    loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    try:
+        result = train_loop(net, epochs, loss, opt, sched, device=dev, precision=precision, progress=update)
+    finally:
+        bar.close()
+    if result.diverged:
+        raise RuntimeError(f"teacher training diverged (non-finite loss after {result.steps} steps); "
+                           f"lower the learning rate (now {recipe.optim.lr})")
+    net.eval()
+    # measured as students will be: with the device's precision policy
+    val_acc = evaluate_accuracy(net, bundle.val, bundle.mean, bundle.std, device=dev, precision=precision)
+    test_acc = evaluate_accuracy(net, bundle.test, bundle.mean, bundle.std, device=dev, precision=precision)
+    meta = {
+        "model": model,
+        "model_kwargs": kwargs,
+        "class_names": list(bundle.class_names),
+        "class_indices": list(bundle.class_indices),
+        "data": {**bundle.describe(), "fingerprint": bundle.fingerprint()},
+        "data_config": data_key(data_cfg),
+        "normalize_mean": list(bundle.mean),
+        "normalize_std": list(bundle.std),
+        "val_acc": round(val_acc, 6),
+        "test_acc": round(test_acc, 6),
+        "recipe": {**dataclasses.asdict(recipe), "flip": flip, "device": str(dev),
+                   "amp_dtype": str(precision.amp_dtype).removeprefix("torch.") if precision.amp_dtype else "fp32",
+                   "channels_last": precision.channels_last},
+        "seed": recipe.seed,
+        "train_seconds": round(result.seconds, 1),
+        "train_images_per_second": round(result.images_per_second, 1),
+        "final_train_loss": round(result.last_loss, 5),
+    }
+    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(model, data_cfg,
+                                                                                           recipe.seed)
+    return save_teacher(net, spec, meta, path)
+
+
+def list_teachers(directory: str | os.PathLike[str] | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``*.pt`` in ``directory`` (default ``teachers_dir()``) with its sidecar; an unreadable or
+    missing sidecar gives ``{"error": message}``."""
+    root = Path(directory) if directory is not None else teachers_dir()
+    out = []
+    for pt in sorted(root.glob("*.pt")) if root.is_dir() else []:
+        try:
+            out.append((pt, read_sidecar(pt)))
+        except CheckpointError as e:
+            out.append((pt, {"error": str(e)}))
+    return out
+
+
+def find_teacher(model: str, data_cfg: DataConfig, seed: int = 0,
+                 directory: str | os.PathLike[str] | None = None,
+                 recipe: TeacherRecipe | None = None) -> Path | None:
+    """The cached checkpoint of ``model`` trained with ``seed`` on the data ``data_cfg`` describes (same
+    dataset, classes, split and caps; any data_dir) and, when ``recipe`` is given, with exactly that recipe
+    (its seed replaces ``seed``); best val_acc first; None when there is none."""
+    key = data_key(data_cfg)
+    wanted = None if recipe is None else json.loads(json.dumps(dataclasses.asdict(recipe)))
+    if recipe is not None:
+        seed = recipe.seed
+
+    def same_recipe(meta: dict[str, Any]) -> bool:
+        stored = meta.get("recipe") or {}
+        return wanted is None or all(stored.get(k) == v for k, v in wanted.items())
+
+    found = [(meta.get("val_acc", -math.inf), pt) for pt, meta in list_teachers(directory)
+             if meta.get("model") == model and meta.get("seed") == seed and meta.get("data_config") == key
+             and same_recipe(meta)]
+    return max(found)[1] if found else None

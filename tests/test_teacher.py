@@ -1,0 +1,204 @@
+"""Tests for teacher training, teacher checkpoints and atomic writes (synthetic data, no network)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from ddc_env.arch import build
+from ddc_env.data import DataConfig
+from ddc_env.models import (CheckpointError, TeacherCheckpoint, TeacherRecipe, find_teacher, lenet5, list_teachers,
+                            load_teacher, save_teacher, sidecar_path, teacher_filename, train_teacher)
+from ddc_env.models import teacher as teacher_module
+from ddc_env.paths import atomic_write_bytes, atomic_writer, ddc_home, teachers_dir
+from ddc_env.train import OptimConfig
+from synthetic import write_synthetic_npz
+
+FAST = TeacherRecipe(epochs=2, batch_size=32, optim=OptimConfig(lr=0.05))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary DDC_HOME, with the synthetic dataset in ``<root>/data``."""
+    root = tmp_path_factory.mktemp("ddc")
+    write_synthetic_npz(root / "data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DDC_HOME", str(root / "home"))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def data(home: Path) -> DataConfig:
+    return DataConfig("synth", data_dir=str(home / "data"))
+
+
+@pytest.fixture(scope="module")
+def trained(data: DataConfig) -> TeacherCheckpoint:
+    return train_teacher("lenet5", data, FAST, device="cpu", progress=False)
+
+
+def _copy(ckpt: TeacherCheckpoint, directory: Path, sidecar: bool = True) -> Path:
+    pt = directory / ckpt.path.name
+    shutil.copy(ckpt.path, pt)
+    if sidecar:
+        shutil.copy(sidecar_path(ckpt.path), sidecar_path(pt))
+    return pt
+
+
+def _inputs(n: int = 8) -> torch.Tensor:
+    return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+
+
+def test_paths_follow_ddc_home(home: Path) -> None:
+    assert ddc_home() == home / "home"
+    assert teachers_dir() == home / "home" / "teachers"
+
+
+def test_teacher_learns_and_is_saved_with_metadata(trained: TeacherCheckpoint, home: Path) -> None:
+    meta = trained.meta
+    assert meta["val_acc"] > 0.7 and meta["test_acc"] > 0.7  # 4 classes: chance is 0.25
+    assert trained.path == home / "home" / "teachers" / "lenet5_synth_seed0.pt"
+    assert meta["sha256"] == hashlib.sha256(trained.path.read_bytes()).hexdigest()
+    assert json.loads(sidecar_path(trained.path).read_text()) == json.loads(json.dumps(meta))
+    assert meta["data"]["sizes"] == {"train": 432, "val": 48, "test": 160}  # every 10th per class is val
+    assert meta["data"]["dataset"] == "synth" and len(meta["data"]["fingerprint"]) == 64
+    assert meta["class_names"] == ["hbar", "vbar", "blob", "plus"] and meta["class_indices"] == [0, 1, 2, 3]
+    assert meta["num_params"] == trained.spec.params == sum(p.numel() for p in trained.net.parameters())
+    assert meta["num_classes"] == 4 and meta["model"] == "lenet5" and meta["seed"] == 0
+    assert meta["recipe"]["epochs"] == 2 and meta["recipe"]["flip"] is True
+    assert trained.mean == tuple(meta["normalize_mean"]) and len(trained.std) == 1
+    for key in ("spec", "flops", "train_seconds", "created", "package_version", "model_kwargs"):
+        assert key in meta
+    assert not trained.net.training
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(trained: TeacherCheckpoint) -> None:
+    loaded = load_teacher(trained.path)
+    assert loaded.spec == trained.spec and not loaded.net.training
+    assert loaded.meta["sha256"] == trained.meta["sha256"]
+    reference = trained.net.state_dict()
+    for key, value in loaded.net.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.net(_inputs()), trained.net(_inputs()), atol=1e-6, rtol=1e-6)
+
+
+def test_corrupt_checkpoint_fails_sha256_check(trained: TeacherCheckpoint, tmp_path: Path) -> None:
+    pt = _copy(trained, tmp_path)
+    data = bytearray(pt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 mismatch") as e:
+        load_teacher(pt)
+    assert str(pt) in str(e.value) and trained.meta["sha256"] in str(e.value)
+
+
+def test_missing_sidecar_or_file(trained: TeacherCheckpoint, tmp_path: Path) -> None:
+    pt = _copy(trained, tmp_path, sidecar=False)
+    with pytest.raises(CheckpointError, match="no metadata sidecar"):
+        load_teacher(pt)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_teacher(tmp_path / "nothing.pt")
+    sidecar_path(pt).write_text("{not json")
+    with pytest.raises(CheckpointError, match="cannot read sidecar"):
+        load_teacher(pt)
+
+
+def _with_sidecar(path: Path, data: bytes, **meta: object) -> Path:
+    path.write_bytes(data)
+    sidecar_path(path).write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), **meta}))
+    return path
+
+
+def test_unreadable_or_non_state_dict_files(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="cannot load .* as a torch state dict"):
+        load_teacher(_with_sidecar(tmp_path / "garbage.pt", b"not a torch file at all"))
+    buf = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], buf)
+    with pytest.raises(CheckpointError, match="does not hold a state dict"):
+        load_teacher(_with_sidecar(buf, buf.read_bytes()))
+
+
+def test_torchvision_style_sidecar_without_spec(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18(num_classes=4)
+    tv.conv1, tv.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
+    tv.eval()
+    path = tmp_path / "tv.pt"
+    torch.save(tv.state_dict(), path)
+    _with_sidecar(path, path.read_bytes(), arch="torchvision resnet18, CIFAR stem", val_acc=0.5)
+    x = torch.randn(2, 3, 32, 32)
+    for kwargs in ({}, {"model": "resnet18", "model_kwargs": {"num_classes": 4}}):
+        ckpt = load_teacher(path, **kwargs)
+        assert ckpt.meta["model"] == "resnet18" and ckpt.meta["num_classes"] == 4 and ckpt.meta["val_acc"] == 0.5
+        with torch.no_grad():
+            torch.testing.assert_close(ckpt.net(x), tv(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(CheckpointError, match=r"fc.weight: expected \(5, 512\) got \(4, 512\)"):
+        load_teacher(path, model="resnet18", model_kwargs={"num_classes": 5})
+
+
+def test_save_refuses_weights_that_do_not_fit(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="refusing to save"):
+        save_teacher(build(lenet5(num_classes=4)), lenet5(num_classes=5), {}, tmp_path / "x.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_find_and_list_teachers(trained: TeacherCheckpoint, data: DataConfig, tmp_path: Path) -> None:
+    assert find_teacher("lenet5", data, 0) == trained.path
+    assert find_teacher("lenet5", DataConfig("synth"), 0) == trained.path  # data_dir is not part of the key
+    assert find_teacher("lenet5", data, 1) is None
+    assert find_teacher("vgg11", data, 0) is None
+    assert find_teacher("lenet5", DataConfig("synth", classes="hbar,vbar"), 0) is None
+    assert find_teacher("lenet5", DataConfig("synth", max_train=100), 0) is None
+    assert [p for p, _ in list_teachers()] == [trained.path]
+    (tmp_path / "orphan.pt").write_bytes(b"x")
+    [(path, meta)] = list_teachers(tmp_path)
+    assert path.name == "orphan.pt" and "sidecar" in meta["error"]
+    assert find_teacher("lenet5", data, 0, directory=tmp_path) is None
+
+
+def test_seeded_training_is_reproducible_and_warns_on_long_runs(data: DataConfig, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = TeacherRecipe(epochs=1, batch_size=32, optim=OptimConfig(lr=0.05), seed=5)
+    a = train_teacher("lenet5", data, recipe, device="cpu", out_path=tmp_path / "a.pt", progress=False)
+    monkeypatch.setattr(teacher_module, "LONG_RUN_SECONDS", 0.0)
+    with pytest.warns(UserWarning, match=r"img/s will take about"):
+        b = train_teacher("lenet5", data, recipe, device="cpu", out_path=tmp_path / "b.pt", progress=False)
+    assert a.meta["seed"] == 5 and a.path == tmp_path / "a.pt" and sidecar_path(b.path).is_file()
+    for key, value in a.net.state_dict().items():
+        assert torch.equal(value, b.net.state_dict()[key]), key
+
+
+def test_train_teacher_rejects_bad_arguments(data: DataConfig) -> None:
+    with pytest.raises(ValueError, match="unknown model 'resnet99'"):
+        train_teacher("resnet99", data, FAST)
+    with pytest.raises(ValueError, match="must not set num_classes"):
+        train_teacher("lenet5", data, FAST, model_kwargs={"num_classes": 3})
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        TeacherRecipe(epochs=0)
+
+
+def test_recipe_flips_and_filenames() -> None:
+    assert TeacherRecipe().flips("cifar10") and not TeacherRecipe().flips("mnist")
+    assert not TeacherRecipe().flips("svhn") and TeacherRecipe(flip=True).flips("mnist")
+    assert teacher_filename("resnet18", DataConfig("cifar10"), 0) == "resnet18_cifar10_seed0.pt"
+    assert (teacher_filename("vgg11", DataConfig("cifar10", classes="vehicles", max_train=500), 3)
+            == "vgg11_cifar10_vehicles_n500_seed3.pt")
+    assert teacher_filename("lenet5", DataConfig("mnist", classes=(3, 5)), 1) == "lenet5_mnist_3-5_seed1.pt"
+
+
+def test_atomic_writes_leave_nothing_half_written(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "file.bin"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_writer(target) as f:
+            f.write(b"partial")
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
