@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/ddc demo
+	$(VENV)/bin/ddc quickstart
 
 test: $(STAMP)
 	$(PY) -m pytest -q

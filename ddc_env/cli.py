@@ -159,6 +159,32 @@ def _add_teacher(commands: argparse._SubParsersAction) -> None:
     info.set_defaults(func=_teacher_info)
 
 
+# ---------------------------------------------------------------------------------------- ddc quickstart
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import format_table, run_quickstart
+
+    rows = run_quickstart(args.out, episodes=args.episodes, seed=args.seed, fidelity=args.fidelity,
+                          teacher_epochs=args.teacher_epochs, progress=not args.quiet)
+    print(format_table(rows))
+    print(f"run folder: {Path(args.out).resolve()} (results.sqlite, summary.json)")
+    return 0
+
+
+def _add_quickstart(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("quickstart", help="teacher, search and references on the packaged MNIST sample",
+                            description="Train (or reuse) a LeNet-5 teacher on the MNIST sample shipped in the "
+                                        "package, search its students, compare with uniform widths; offline.")
+    p.add_argument("--out", default="runs/quickstart", help="run folder (default: runs/quickstart)")
+    p.add_argument("--episodes", type=_positive_int, default=40, help="search episodes (default: 40)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fidelity", default="fast", help="student training fidelity (default: fast)")
+    p.add_argument("--teacher-epochs", type=_positive_int, default=8, help="teacher epochs (default: 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_quickstart)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -180,7 +206,7 @@ def _positive_float(text: str) -> float:
 
 
 # Each entry adds one top-level command to the ``ddc`` parser.
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_teacher,)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_teacher, _add_quickstart)
 
 
 def build_parser() -> argparse.ArgumentParser:

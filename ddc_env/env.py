@@ -621,12 +621,18 @@ class DDCEnv(gym.Env):
         """The choices made so far, decision name -> "remove" | width | Keep (undecided: absent)."""
         return {d.name: self.action_choices[a] for d, a in zip(self.decisions, self._actions) if a is not None}
 
+    def evaluate_choices(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
+        """Evaluate and reward the student of ``choices`` (decision name -> "remove" | width | Keep) outside
+        an episode, e.g. a hand-designed or uniform-width reference; returns the terminal-info record.
+        Choices the teacher does not allow raise ``ActionError``."""
+        record = copy.deepcopy(self.evaluator.evaluate(self._student(choices)))
+        return {**record, "reward": float(self.reward_fn(record))}
+
     def _finish(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Build, evaluate and reward the student of the choices made."""
         choices = self.choices()
-        record = copy.deepcopy(self.evaluator.evaluate(self._student(choices)))
-        reward = float(self.reward_fn(record))
-        return self._end(record, reward, choices)
+        record = self.evaluate_choices(choices)
+        return self._end(record, record.pop("reward"), choices)
 
     def _end_invalid(self, reason: str) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         return self._end(self.evaluator.invalid_record(reason), INVALID_REWARD, self.choices())
@@ -704,6 +710,8 @@ def _as_tuple(value: Any) -> Any:
 
 
 def _duration(hours: float) -> str:
+    if hours * 60 < 1:
+        return "under a minute"
     return f"{hours * 60:.0f} min" if hours < 2 else f"{hours:.0f} h"
 
 

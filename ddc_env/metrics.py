@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import itertools
+import logging
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,7 +110,7 @@ def measure_latency(
     if channels_last or _module_device(module) != dev:
         target = copy.deepcopy(module).to(dev, memory_format=memory_format)
     x = _example_input(target, shape, dev).contiguous(memory_format=memory_format)
-    from torch.utils import benchmark  # imported here: it pulls in the C++ toolchain helpers (slow, noisy)
+    benchmark = _torch_benchmark()
 
     timer = benchmark.Timer(stmt="module(x)", globals={"module": target, "x": x}, num_threads=threads)
     with _eval_mode(target), torch.inference_mode():
@@ -148,6 +149,19 @@ def measure_costs(
         size_bytes=serialized_size(module),
         latency_ms=latency_ms,
     )
+
+
+def _torch_benchmark():
+    """``torch.utils.benchmark``, imported on first use: it pulls in torch's C++ toolchain helpers, which are
+    slow to import and, on a CUDA build without a GPU, log a warning about the missing CUDA runtime."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        logger.setLevel(level)
+    return benchmark
 
 
 def _check_shape(input_shape: tuple[int, ...]) -> tuple[int, ...]:

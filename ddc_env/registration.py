@@ -20,7 +20,8 @@ PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType({
     "DDC-VGG11-CIFAR10": {"model": "vgg11", "dataset": "cifar10"},
     "DDC-VGG19-CIFAR10": {"model": "vgg19", "dataset": "cifar10"},
     "DDC-ResNet18-CIFAR100": {"model": "resnet18", "dataset": "cifar100"},
-    "DDC-LeNet5-MNIST": {"model": "lenet5", "dataset": "mnist", **_MNIST},
+    # LeNet's 6- and 16-channel convs need a finer channel rounding than 8 to shrink at all
+    "DDC-LeNet5-MNIST": {"model": "lenet5", "dataset": "mnist", "channel_round": 2, "min_channels": 2, **_MNIST},
     "DDC-VGG11-MNIST": {"model": "vgg11", "dataset": "mnist", **_MNIST},
     "DDC-ResNet18-CIFAR10-Vehicles": {"model": "resnet18", "dataset": "cifar10", "classes": "vehicles"},
     "DDC-ResNet18-CIFAR10-Animals": {"model": "resnet18", "dataset": "cifar10", "classes": "animals"},

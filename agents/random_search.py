@@ -1,0 +1,65 @@
+"""Random search: every decision drawn uniformly from the actions ``action_masks()`` allows.
+
+The reference every learning agent is compared with. It acts through the Gymnasium API only (reset, step,
+action_masks, info), so it runs on any DDC env id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+
+@dataclass
+class SearchResult:
+    """Every episode's reward and terminal info, and the best of them."""
+
+    rewards: list[float] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best(self) -> int:
+        return int(np.argmax(self.rewards))
+
+    @property
+    def best_reward(self) -> float:
+        return self.rewards[self.best]
+
+    @property
+    def best_info(self) -> dict[str, Any]:
+        return self.infos[self.best]
+
+
+def random_episode(env: gym.Env, rng: np.random.Generator) -> tuple[float, dict[str, Any]]:
+    """One episode of masked uniform random actions; returns the terminal reward and info."""
+    env.reset()
+    while True:
+        mask = env.unwrapped.action_masks()
+        if isinstance(env.action_space, gym.spaces.MultiDiscrete):  # one step, one choice per decision
+            masks = np.split(mask, np.cumsum(env.action_space.nvec)[:-1])
+            action = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        else:
+            action = int(rng.choice(np.flatnonzero(mask)))
+        _, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            return float(reward), info
+
+
+def random_search(env: gym.Env, episodes: int, seed: int = 0, progress: bool = True) -> SearchResult:
+    """Run ``episodes`` random episodes on ``env``; a tqdm bar shows the best reward so far."""
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    result = SearchResult()
+    with tqdm(total=episodes, desc="random search", unit="episode", disable=not progress) as bar:
+        for _ in range(episodes):
+            reward, info = random_episode(env, rng)
+            result.rewards.append(reward)
+            result.infos.append(info)
+            best = result.best_info
+            bar.set_postfix(best_reward=f"{result.best_reward:.3f}", best_acc=f"{best.get('val_acc', 0):.3f}",
+                            best_params=f"{best.get('param_ratio') or 0:.3f}")
+            bar.update()
+    return result
