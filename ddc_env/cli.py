@@ -181,7 +181,7 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fidelity", default="fast", help="student training fidelity (default: fast)")
     p.add_argument("--teacher-epochs", type=_positive_int, default=8, help="teacher epochs (default: 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no search progress bar")
     p.set_defaults(func=_quickstart)
 
 
