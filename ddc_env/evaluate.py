@@ -25,7 +25,8 @@ from .data import DataBundle, augment, batch_indices, flips, normalize, stratifi
 from .metrics import measure_latency, serialized_size
 from .rewards import ratios
 from .store import ResultsStore, make_key
-from .train import OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from .train import (LoopResult, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device,
+                    train_loop)
 
 LOSSES = ("hinton", "l2_logits", "hard")
 LATENCY_MODES = ("measured", "flops")
@@ -280,7 +281,9 @@ class Evaluator:
                            fidelity=self.fidelity_key, run=self.run, method="env", seconds=record["eval_seconds"])
         return {**record, "cache_hit": False}
 
-    def _train_and_measure(self, spec: NetSpec) -> dict[str, Any]:
+    def train_student(self, spec: NetSpec) -> tuple[nn.Module, LoopResult | None]:
+        """The student of ``spec`` as :meth:`evaluate` trains it (same seed, same weights), with its training
+        result (None at zero epochs); the module is in eval mode on the evaluator's device."""
         f = self.fidelity
         torch.manual_seed(f.seed)
         if f.inherit:
@@ -292,6 +295,10 @@ class Evaluator:
             with self.precision.autocast(self.device):
                 recalibrate_batchnorm(student, self._batches(self.train_x[:f.recalibrate_bn], f.batch_size))
         result = self.distill(student)
+        return student.eval(), result
+
+    def _train_and_measure(self, spec: NetSpec) -> dict[str, Any]:
+        student, result = self.train_student(spec)
         # every key has one type whatever happens (vector envs batch infos by key): a diverged student is
         # still measured, its accuracy counts as 0 and its loss is left out
         student_info = {"params": spec.params, "flops": spec.flops, "size_bytes": serialized_size(student),
@@ -304,7 +311,7 @@ class Evaluator:
         student_info.update(val_acc=self._accuracy(student), final_loss=result.last_loss if result else 0.0)
         return self._record(student_info, spec, "ok")
 
-    def distill(self, student: nn.Module):
+    def distill(self, student: nn.Module) -> LoopResult | None:
         """KD-train ``student`` in place on the cached teacher views; None when the fidelity has no epochs."""
         f = self.fidelity
         if f.epochs == 0:

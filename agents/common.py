@@ -1,0 +1,88 @@
+"""Machinery every agent shares: the search log (progress bar, TensorBoard scalars, best student so far)
+and the layer-table features controllers read. Agents act through the Gymnasium API only."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+# terminal-info metrics written to TensorBoard for every finished episode (under "episode/")
+EPISODE_SCALARS = ("reward", "val_acc", "acc_ratio", "param_ratio", "flop_ratio", "latency_ratio")
+
+
+class SearchLog:
+    """Sees every finished episode of a search: a tqdm bar with the best reward and student so far,
+    TensorBoard scalars (``episode/*`` per episode, ``search/*`` for the running best and cache-hit rate,
+    anything an agent logs with :meth:`scalar`), and the best terminal info, kept in ``best.json``.
+
+    ``run_dir=None`` logs nothing to disk. ``start_episode`` continues the count of a resumed search.
+    """
+
+    def __init__(self, run_dir: str | Path | None, total_episodes: int, *, progress: bool = True,
+                 start_episode: int = 0, desc: str = "search") -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.episodes = start_episode
+        self.cache_hits = 0
+        self.best_reward = -math.inf
+        self.best_info: dict[str, Any] | None = None
+        self.writer = None
+        if self.run_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            best = self.run_dir / "best.json"
+            if start_episode and best.exists():
+                saved = json.loads(best.read_text())
+                self.best_reward, self.best_info = saved["reward"], saved["info"]
+        self.bar = tqdm(total=total_episodes, initial=start_episode, desc=desc, unit="episode",
+                        disable=not progress)
+
+    def record(self, reward: float, info: dict[str, Any]) -> None:
+        """Log one finished episode (its terminal reward and info)."""
+        self.episodes += 1
+        self.cache_hits += bool(info.get("cache_hit"))
+        if reward > self.best_reward:
+            self.best_reward, self.best_info = float(reward), dict(info)
+            if self.run_dir is not None:
+                text = json.dumps({"reward": self.best_reward, "episode": self.episodes, "info": self.best_info},
+                                  default=_jsonable)
+                (self.run_dir / "best.json").write_text(text)
+        if self.writer is not None:
+            values = {"reward": reward, **info}
+            for key in EPISODE_SCALARS:
+                value = values.get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(f"episode/{key}", value, self.episodes)
+            self.writer.add_scalar("search/best_reward", self.best_reward, self.episodes)
+            self.writer.add_scalar("search/cache_hit_rate", self.cache_hits / self.episodes, self.episodes)
+        best = self.best_info or {}
+        self.bar.set_postfix(best_reward=f"{self.best_reward:.3f}", acc=f"{best.get('val_acc') or 0:.3f}",
+                             params=f"{best.get('param_ratio') or 0:.3f}")
+        self.bar.update()
+
+    def scalar(self, name: str, value: float, step: int | None = None) -> None:
+        """An agent's own scalar (loss, entropy, baseline...), at ``step`` (default: episodes so far)."""
+        if self.writer is not None:
+            self.writer.add_scalar(name, value, self.episodes if step is None else step)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def layer_features(layer_table: list[dict[str, Any]]) -> torch.Tensor:
+    """(n_decisions, features) float tensor of the normalised per-decision features from ``reset()``'s info."""
+    return torch.tensor(np.array([row["features"] for row in layer_table], dtype=np.float32))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return str(value)
