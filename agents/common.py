@@ -1,15 +1,21 @@
-"""Machinery every agent shares: the search log (progress bar, TensorBoard scalars, best student so far)
-and the layer-table features controllers read. Agents act through the Gymnasium API only."""
+"""Machinery every agent shares: the search log (progress bar, TensorBoard scalars, best student so far),
+the layer-table features controllers read, hyperparameter parsing and atomic agent checkpoints. Agents act
+through the Gymnasium API only."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from ddc_env.paths import atomic_write_text, atomic_writer
 
 # terminal-info metrics written to TensorBoard for every finished episode (under "episode/")
 EPISODE_SCALARS = ("reward", "val_acc", "acc_ratio", "param_ratio", "flop_ratio", "latency_ratio")
@@ -52,7 +58,7 @@ class SearchLog:
             if self.run_dir is not None:
                 text = json.dumps({"reward": self.best_reward, "episode": self.episodes, "info": self.best_info},
                                   default=_jsonable)
-                (self.run_dir / "best.json").write_text(text)
+                atomic_write_text(self.run_dir / "best.json", text)
         if self.writer is not None:
             values = {"reward": reward, **info}
             for key in EPISODE_SCALARS:
@@ -80,6 +86,30 @@ class SearchLog:
 def layer_features(layer_table: list[dict[str, Any]]) -> torch.Tensor:
     """(n_decisions, features) float tensor of the normalised per-decision features from ``reset()``'s info."""
     return torch.tensor(np.array([row["features"] for row in layer_table], dtype=np.float32))
+
+
+H = TypeVar("H")
+
+
+def make_hyperparams(cls: type[H], overrides: Mapping[str, Any]) -> H:
+    """The dataclass ``cls`` (an agent's ``Hyperparams``) with ``overrides``; an unknown name raises a
+    ValueError listing the allowed ones."""
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}; allowed: {allowed}")
+    return cls(**overrides)
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write an agent's state (tensors, state dicts, plain Python values) atomically with ``torch.save``."""
+    with atomic_writer(path, "wb") as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An agent state written by :func:`save_checkpoint` (loaded on the CPU, tensors and plain values only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _jsonable(value: Any) -> Any:

@@ -5,12 +5,24 @@ action_masks, info), so it runs on any DDC env id.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
+
+from ddc_env.paths import atomic_write_text
+
+from .common import SearchLog, make_hyperparams
+
+
+@dataclass(frozen=True)
+class Hyperparams:
+    """Random search has no hyperparameters."""
 
 
 @dataclass
@@ -63,3 +75,36 @@ def random_search(env: gym.Env, episodes: int, seed: int = 0, progress: bool = T
                             best_params=f"{best.get('param_ratio') or 0:.3f}")
             bar.update()
     return result
+
+
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+        checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
+        **hyperparams: Any) -> None:
+    """Random search under the agent contract: masked random episodes until ``log.episodes >= episodes``.
+
+    The checkpoint (JSON, written after every episode) holds the numpy RNG state and the episode count, so a
+    resumed search (``resume=True`` with an existing checkpoint) draws exactly the actions an uninterrupted
+    one would have.
+    """
+    make_hyperparams(Hyperparams, hyperparams)
+    if init_from is not None:
+        raise ValueError("random search has no controller to initialise from a checkpoint (init_from)")
+    rng = np.random.default_rng(seed)
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = json.loads(Path(checkpoint).read_text())
+        if state.get("agent") != "random":
+            raise ValueError(f"{checkpoint} is not a random-search checkpoint")
+        rng.bit_generator.state = state["rng"]
+        log.episodes = state["episodes"]
+    env = env_fn()
+    try:
+        env.reset(seed=seed)
+        while log.episodes < episodes:
+            reward, info = random_episode(env, rng)
+            log.record(reward, info)
+            if checkpoint is not None:
+                atomic_write_text(checkpoint, json.dumps({"agent": "random", "episodes": log.episodes,
+                                                          "rng": rng.bit_generator.state}))
+    finally:
+        env.close()
+

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -185,6 +187,84 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_quickstart)
 
 
+# -------------------------------------------------------------------------------------------- ddc search
+
+
+def _search(args: argparse.Namespace) -> int:
+    from agents import AGENTS
+    from agents.search import load_config, read_run_config, run_search  # agents build on ddc_env
+
+    if args.resume and args.out is None:
+        raise UsageError("ddc search: error: --resume needs --out RUN_DIR (the run folder to continue)")
+    if not args.resume and args.config is None:
+        raise UsageError("ddc search: error: the following arguments are required: --config")
+    if args.agent is not None and args.agent not in AGENTS:
+        raise UsageError(f"ddc search: error: unknown --agent {args.agent!r}; allowed: {', '.join(AGENTS)}")
+    overrides = [*([f"agent={args.agent}"] if args.agent else []), *args.set,
+                 *([f"episodes={args.episodes}"] if args.episodes else []),
+                 *([f"seed={args.seed}"] if args.seed is not None else [])]
+    config = None
+    if args.resume:
+        saved = read_run_config(args.out)
+        if args.config is not None or overrides or args.init_from is not None:
+            config = load_config(args.config or Path(args.out) / "config.yaml", overrides)
+            if args.episodes is None and not any(o.startswith("episodes=") for o in args.set):
+                config = dataclasses.replace(config, episodes=saved.episodes)  # extend only when asked
+    else:
+        config = load_config(args.config, overrides)
+    if args.init_from is not None:
+        config = dataclasses.replace(config, init_from=str(Path(args.init_from).resolve()))
+    out = Path(args.out) if args.out else (
+        Path("runs") / f"{Path(args.config).stem}-{config.agent}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    def started(run_dir: Path) -> None:
+        print(f"run folder: {run_dir.resolve()}\ntensorboard: tensorboard --logdir {run_dir / 'tensorboard'}",
+              flush=True)
+
+    try:
+        summary = run_search(config, out, resume=args.resume, progress=not args.quiet, on_start=started)
+    except KeyboardInterrupt:
+        print(f"ddc search: stopped; continue with: ddc search --resume --out {out}", file=sys.stderr)
+        raise
+    best = summary["best_info"]
+    if best.get("status") == "ok":
+        print(f"best student (episode {summary['best_episode']}): reward {summary['best_reward']:.4f}, val_acc "
+              f"{best['val_acc']:.4f} (teacher {best['teacher_val_acc']:.4f}), params ratio "
+              f"{best['param_ratio']:.3f}, FLOPs ratio {best['flop_ratio']:.3f}"
+              + (f", latency ratio {best['latency_ratio']:.3f}" if best.get("latency_ratio") is not None else ""))
+    else:
+        print("no valid student found")
+    files = "summary.json, best_student.pt" if summary["best_student"] else "summary.json"
+    print(f"{summary['episodes']} episodes ({summary['invalid_episodes']} invalid), {summary['evaluations']} "
+          f"students trained, cache-hit rate {summary['cache_hit_rate']:.2f}, {summary['wall_seconds']:.0f} s; "
+          f"run folder: {out.resolve()} ({files})")
+    return 0
+
+
+def _add_search(commands: argparse._SubParsersAction) -> None:
+    from agents import AGENTS
+
+    p = commands.add_parser(
+        "search", help="run a search agent on a DDC env from a YAML config",
+        description="Search a teacher's students with an agent (RL or reference) from a YAML config; writes a run "
+                    "folder (config, results store, TensorBoard, agent checkpoint, best student, summary).",
+        epilog="agents:\n" + "\n".join(f"  {name:<16}{entry.summary}" for name, entry in AGENTS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML search config (see configs/); optional with --resume")
+    p.add_argument("--agent", metavar="NAME", help=f"agent, overrides the config's: {', '.join(AGENTS)}")
+    p.add_argument("--episodes", type=_positive_int, help="episodes (student evaluations) in all; with --resume, "
+                                                          "a larger number extends the search")
+    p.add_argument("--seed", type=_non_negative_int, help="search seed (overrides the config's)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<config>-<agent>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out from its config.yaml")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config values: env_kwargs.fidelity=smoke agent_kwargs.learning_rate=3e-4 ...")
+    p.add_argument("--init-from", metavar="CKPT", help="start the controller from another run's agent.ckpt "
+                                                       "(policy transfer)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_search)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -192,6 +272,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative integer")
     return value
 
 
@@ -206,7 +296,8 @@ def _positive_float(text: str) -> float:
 
 
 # Each entry adds one top-level command to the ``ddc`` parser.
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_teacher, _add_quickstart)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_teacher, _add_quickstart,
+                                                                          _add_search)
 
 
 def build_parser() -> argparse.ArgumentParser:

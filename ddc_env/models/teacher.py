@@ -222,7 +222,8 @@ def find_teacher(model: str, data_cfg: DataConfig, seed: int = 0,
     dataset, classes, split and caps; any data_dir) and, when ``recipe`` is given, with exactly that recipe
     (its seed replaces ``seed``); best val_acc first; None when there is none."""
     key = data_key(data_cfg)
-    wanted = None if recipe is None else json.loads(json.dumps(dataclasses.asdict(recipe)))
+    wanted = None if recipe is None else json.loads(json.dumps(
+        {**dataclasses.asdict(recipe), "flip": recipe.flips(data_cfg.dataset)}))  # stored resolved, as trained
     if recipe is not None:
         seed = recipe.seed
 

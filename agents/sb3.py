@@ -1,0 +1,321 @@
+"""Stable-baselines3 agents on DDC envs: PPO, A2C, DQN, and (from sb3-contrib) MaskablePPO and RecurrentPPO.
+
+Sized for expensive steps: every episode ends in a student evaluation (seconds to minutes), so SB3's
+defaults (PPO's ``n_steps=2048``) would spend ~100 evaluations on one update. :data:`HYPERPARAMS` holds
+defaults sized in *episodes* instead: an update costs a handful of evaluations. ``None`` entries are derived
+from the env's (longest) episode length by :func:`resolve_hyperparams`.
+
+:func:`run` trains until the :class:`~agents.common.SearchLog` holds ``episodes`` finished episodes (counted,
+not guessed from timesteps: two-stage episodes vary in length), logs every finished episode to the log and to
+SB3's logger (``ddc/*`` scalars in TensorBoard beside SB3's own), checkpoints after every update and resumes.
+
+Example::
+
+    log = SearchLog("runs/ppo", total_episodes=200)
+    run(lambda: gym.make("DDC-LeNet5-MNIST", fidelity="zero", store="runs/r.sqlite"), episodes=200, log=log,
+        algo="maskable_ppo", checkpoint=Path("runs/ppo/model.zip"), learning_rate=1e-3)
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from ddc_env.paths import atomic_writer
+
+from .common import EPISODE_SCALARS, SearchLog
+
+ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo")
+_CONTRIB = {"maskable_ppo": ("MaskablePPO", "MlpPolicy"), "recurrent_ppo": ("RecurrentPPO", "MlpLstmPolicy")}
+_POLICY_KWARGS = MappingProxyType({"net_arch": [64, 64]})
+# PPO-family defaults: an update every 4 episodes (n_steps = episode length x 4 / n_envs), minibatches of a
+# quarter of the rollout, 8 epochs over it; undiscounted returns (the only reward is the terminal one).
+_PPO = {"episodes_per_update": 4, "n_steps": None, "batch_size": None, "n_epochs": 8, "learning_rate": 1e-3,
+        "gamma": 1.0, "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.01, "vf_coef": 0.5,
+        "max_grad_norm": 0.5, "target_kl": None, "policy_kwargs": _POLICY_KWARGS, "device": "cpu", "verbose": 0}
+HYPERPARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "ppo": MappingProxyType(_PPO),
+    "maskable_ppo": MappingProxyType(_PPO),
+    "recurrent_ppo": MappingProxyType({**_PPO, "policy_kwargs": MappingProxyType(
+        {"net_arch": [64], "lstm_hidden_size": 64})}),
+    # A2C: one update per episode and env (n_steps = episode length)
+    "a2c": MappingProxyType({"episodes_per_update": 1, "n_steps": None, "learning_rate": 7e-4, "gamma": 1.0,
+                             "gae_lambda": 1.0, "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
+                             "normalize_advantage": False, "policy_kwargs": _POLICY_KWARGS, "device": "cpu",
+                             "verbose": 0}),
+    # DQN: train after every episode (8 gradient steps), start after 4 episodes (learning_starts None = 4 x
+    # episode length), a small buffer, the target net updated every 10 episodes (None = 10 x episode length);
+    # exploration_fraction is a fraction of the episode budget counted in longest episodes.
+    "dqn": MappingProxyType({"learning_rate": 1e-3, "buffer_size": 10_000, "learning_starts": None,
+                             "batch_size": 32, "tau": 1.0, "gamma": 1.0, "train_freq": (1, "episode"),
+                             "gradient_steps": 8, "target_update_interval": None, "exploration_fraction": 0.3,
+                             "exploration_initial_eps": 1.0, "exploration_final_eps": 0.05,
+                             "max_grad_norm": 10.0, "policy_kwargs": _POLICY_KWARGS, "device": "cpu",
+                             "verbose": 0}),
+})
+# keys the vector env / Monitor add to a terminal info: not part of the evaluation record
+_VEC_INFO_KEYS = ("terminal_observation", "episode", "TimeLimit.truncated")
+
+
+def resolve_hyperparams(algo: str, overrides: Mapping[str, Any], episode_length: int, n_envs: int
+                        ) -> dict[str, Any]:
+    """The SB3 constructor kwargs of ``algo``: :data:`HYPERPARAMS` with ``overrides`` (ValueError for a name
+    not in it) and its ``None`` entries derived from ``episode_length`` (the longest episode) and ``n_envs``."""
+    _check_names(algo, overrides)
+    params = {k: _plain(v) for k, v in {**HYPERPARAMS[algo], **overrides}.items()}
+    if "episodes_per_update" in params:
+        per_update = params.pop("episodes_per_update")
+        if params["n_steps"] is None:
+            params["n_steps"] = max(1, math.ceil(episode_length * per_update / n_envs))
+    if "batch_size" in params and params["batch_size"] is None:
+        params["batch_size"] = max(2, params["n_steps"] * n_envs // 4)
+    if algo == "dqn":
+        params["train_freq"] = tuple(params["train_freq"]) if isinstance(params["train_freq"], list) else (
+            params["train_freq"])
+        if params["learning_starts"] is None:
+            params["learning_starts"] = 4 * episode_length
+        if params["target_update_interval"] is None:
+            params["target_update_interval"] = 10 * episode_length
+    return params
+
+
+class MetricsCallback(BaseCallback):
+    """Logs every finished episode to ``log`` (:meth:`SearchLog.record`) and to SB3's logger (``ddc/*``:
+    means over the episodes since the last dump, the best reward, the episode count); stops training once
+    ``log.episodes >= episodes`` (off-policy algorithms one step later, logging nothing more)."""
+
+    def __init__(self, log: SearchLog, episodes: int) -> None:
+        super().__init__()
+        self.log = log
+        self.episodes = episodes
+
+    def _on_step(self) -> bool:
+        if self.log.episodes >= self.episodes:  # off-policy: the step after the budget was reached
+            return False
+        infos, rewards = self.locals["infos"], self.locals["rewards"]
+        for i in np.flatnonzero(self.locals["dones"]):
+            info = {k: v for k, v in infos[i].items() if k not in _VEC_INFO_KEYS}
+            reward = float(info.get("reward", rewards[i]))  # the env's float64 reward; the vec env's is float32
+            self.log.record(reward, info)
+            for key, value in {"reward": reward, **info}.items():
+                if key in EPISODE_SCALARS and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.logger.record_mean(f"ddc/{key}", value)
+            self.logger.record_mean("ddc/cache_hit_rate", float(bool(info.get("cache_hit"))))
+            self.logger.record_mean("ddc/invalid_rate", float(info.get("status") == "invalid"))
+            self.logger.record("ddc/best_reward", self.log.best_reward)
+            self.logger.record("ddc/episodes", self.log.episodes)
+        # an off-policy algorithm stores the transition after this callback: stop one step later, so the last
+        # episode's terminal transition (its reward) reaches the replay buffer and the checkpoint
+        return self.log.episodes < self.episodes or isinstance(self.model, OffPolicyAlgorithm)
+
+    def _on_training_end(self) -> None:
+        self.logger.dump(self.num_timesteps)  # the episodes since the last update's dump
+
+
+class _CheckpointCallback(BaseCallback):
+    """Saves the model (and a replay buffer) at the start of every rollout, i.e. after every update, when
+    anything happened since the last save."""
+
+    def __init__(self, path: Path, log: SearchLog) -> None:
+        super().__init__()
+        self.path, self.log = path, log
+        self._saved_at = -1
+
+    def _on_training_start(self) -> None:
+        self._saved_at = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps > self._saved_at:
+            save_checkpoint(self.model, self.path, self.log.episodes)
+            self._saved_at = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+        checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
+        algo: str = "ppo", n_envs: int = 1, **hyperparams: Any) -> None:
+    """Train an SB3 ``algo`` on ``n_envs`` copies of ``env_fn()`` until ``log`` holds ``episodes`` episodes.
+
+    - ``n_envs > 1``: a ``SubprocVecEnv`` (give the envs one ``store=`` so they share evaluations) whose
+      workers use ``cpu_count // n_envs`` torch threads each (at least 1), else a ``DummyVecEnv``. When
+      several envs finish on the same step the log may end up to ``n_envs - 1`` episodes past ``episodes``:
+      every student evaluated up to then is logged.
+    - ``hyperparams``: overrides of :data:`HYPERPARAMS[algo]` (ValueError for unknown names).
+    - ``checkpoint``: the model is saved there (".zip" appended if missing, written atomically) after every
+      update and at the end, with the episode count (:func:`saved_episodes`); DQN's replay buffer goes beside
+      it (``<checkpoint>.replay.pkl``). With ``resume=True`` and an existing checkpoint, training continues
+      from it (timesteps, optimiser, replay buffer); create ``log`` with
+      ``start_episode=saved_episodes(checkpoint)`` so the episode count continues too.
+    - ``init_from``: a checkpoint of another run (same algo and policy, possibly another env id: the spaces do
+      not depend on the teacher's depth) whose weights start the policy; ignored when resuming.
+    - TensorBoard: SB3's scalars and ``ddc/*`` go to ``log.run_dir / "tensorboard" / <algo>_<n>``.
+    """
+    cls, policy = _algorithm(algo)
+    _check_positive("episodes", episodes)
+    _check_positive("n_envs", n_envs)
+    _check_names(algo, hyperparams)  # before any env is built
+    ckpt = _zip_path(checkpoint) if checkpoint is not None else None
+    init = _zip_path(init_from) if init_from is not None else None
+    if init is not None and not init.exists():
+        raise FileNotFoundError(f"init_from checkpoint {init} does not exist")
+    if n_envs > 1:  # workers share the cores instead of each taking them all
+        threads = max(1, (os.cpu_count() or 1) // n_envs)
+        vec_env: VecEnv = SubprocVecEnv([functools.partial(_monitored, env_fn, threads)] * n_envs)
+    else:
+        vec_env = DummyVecEnv([functools.partial(_monitored, env_fn)])
+    try:
+        if algo == "dqn" and not isinstance(vec_env.action_space, gym.spaces.Discrete):
+            raise ValueError(f"dqn needs a Discrete action space (action_mode='sequential'); this env's is "
+                             f"{vec_env.action_space}; for action_mode='one_shot' use 'ppo', 'a2c' or "
+                             f"'maskable_ppo'")
+        episode_length = max(vec_env.get_attr("steps_left"))  # the longest episode, at the start of one
+        params = resolve_hyperparams(algo, hyperparams, episode_length, n_envs)
+        tensorboard = str(log.run_dir / "tensorboard") if log.run_dir is not None else None
+        resuming = resume and ckpt is not None and ckpt.exists()
+        if resuming:
+            model = _load(cls, ckpt, vec_env, params, tensorboard, log)
+            model.set_random_seed(seed)
+        else:
+            model = cls(policy, vec_env, seed=seed, tensorboard_log=tensorboard, **params)
+            if init is not None:
+                _init_weights(model, init, algo)
+        callbacks: list[BaseCallback] = [MetricsCallback(log, episodes)]
+        if ckpt is not None:
+            callbacks.append(_CheckpointCallback(ckpt, log))
+        remaining = episodes - log.episodes
+        if remaining > 0:
+            # an upper bound: n_envs episodes in flight, each at most episode_length steps; the callback stops
+            model.learn(total_timesteps=(remaining + n_envs) * episode_length, callback=callbacks,
+                        log_interval=1, tb_log_name=algo, reset_num_timesteps=not resuming)
+        if ckpt is not None:
+            save_checkpoint(model, ckpt, log.episodes)
+    finally:
+        vec_env.close()
+
+
+def save_checkpoint(model: BaseAlgorithm, path: Path, episodes: int) -> None:
+    """Save ``model`` (with the search's episode count) to ``path`` atomically, and an off-policy model's
+    replay buffer to ``<path>.replay.pkl``."""
+    model.ddc_episodes = episodes  # saved with the model's data (see saved_episodes)
+    with atomic_writer(path, "wb") as f:
+        model.save(f)
+    if isinstance(model, OffPolicyAlgorithm):
+        with atomic_writer(_replay_path(path), "wb") as f:
+            model.save_replay_buffer(f)
+
+
+def saved_episodes(checkpoint: Path) -> int:
+    """The episodes the search had logged when ``checkpoint`` was saved; 0 when there is no checkpoint."""
+    path = _zip_path(checkpoint)
+    if not path.exists():
+        return 0
+    with zipfile.ZipFile(path) as archive:
+        return int(json.loads(archive.read("data")).get("ddc_episodes", 0))
+
+
+def _algorithm(algo: str) -> tuple[type[BaseAlgorithm], str]:
+    """The SB3 class and policy name of ``algo``; a clear ImportError when sb3-contrib is missing."""
+    _check_algo(algo)
+    if algo in _CONTRIB:
+        name, policy = _CONTRIB[algo]
+        try:
+            import sb3_contrib
+        except ImportError as e:
+            raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib: pip install ddc-env[contrib]") from e
+        return getattr(sb3_contrib, name), policy
+    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo], "MlpPolicy"
+
+
+def _check_algo(algo: str) -> str:
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; allowed: {list(ALGOS)}")
+    return algo
+
+
+def _check_names(algo: str, overrides: Mapping[str, Any]) -> None:
+    allowed = HYPERPARAMS[_check_algo(algo)]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {algo} hyperparameter(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    """A fresh, mutable copy of a default (SB3 may modify policy_kwargs)."""
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else (
+        list(value) if isinstance(value, list) else value)
+
+
+def _monitored(env_fn: Callable[[], gym.Env], threads: int | None = None) -> gym.Env:
+    """``env_fn()`` in SB3's Monitor; ``threads``: this (worker) process's torch threads."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return Monitor(env_fn())
+
+
+def _load(cls: type[BaseAlgorithm], path: Path, vec_env: VecEnv, params: dict[str, Any],
+          tensorboard: str | None, log: SearchLog) -> BaseAlgorithm:
+    """Resume from ``path``: its weights, optimiser and counters, with ``params`` applied (the architecture
+    stays the checkpoint's)."""
+    saved = saved_episodes(path)
+    if log.episodes != saved:
+        warnings.warn(f"resuming from {path}, saved after {saved} episodes, with a log at {log.episodes}; create "
+                      f"the SearchLog with start_episode=saved_episodes(checkpoint) to continue the count",
+                      stacklevel=3)
+    kwargs = {k: v for k, v in params.items() if k not in ("policy_kwargs", "device")}
+    model = cls.load(path, env=vec_env, device=params["device"], tensorboard_log=tensorboard, **kwargs)
+    replay = _replay_path(path)
+    if isinstance(model, OffPolicyAlgorithm) and replay.exists():
+        empty = model.replay_buffer
+        model.load_replay_buffer(replay)
+        if model.replay_buffer.n_envs != vec_env.num_envs:
+            warnings.warn(f"the replay buffer in {replay} was filled by {model.replay_buffer.n_envs} envs, not "
+                          f"{vec_env.num_envs}; starting with an empty one", stacklevel=3)
+            model.replay_buffer = empty
+    return model
+
+
+def _init_weights(model: BaseAlgorithm, path: Path, algo: str) -> None:
+    """Load the policy (and optimiser) weights of another run's checkpoint into ``model``."""
+    try:
+        model.set_parameters(str(path), exact_match=True, device=model.device)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(f"cannot start the {algo} policy from {path}: it needs a checkpoint of the same algo, "
+                         f"policy architecture and observation/action spaces ({e})") from e
+
+
+def _zip_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with the ".zip" SB3 appends to a name without it."""
+    path = Path(path)
+    return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
+
+
+def _replay_path(path: Path) -> Path:
+    return path.with_name(path.name + ".replay.pkl")
+
+
+__all__ = ["ALGOS", "HYPERPARAMS", "MetricsCallback", "resolve_hyperparams", "run", "save_checkpoint",
+           "saved_episodes"]
