@@ -1,0 +1,64 @@
+"""Compression baselines that run on the env's own teacher, data split and evaluator and write the env's
+metrics records into the same kind of results store, so one report compares them with any search.
+
+``BASELINES`` maps a name to the module that runs it (imported only when used); each module has
+``run(ctx, **kwargs)`` and a ``Kwargs`` dataclass of its arguments and defaults. Run one with
+``ddc baseline NAME --config configs/baselines_lenet5_mnist.yaml`` or :func:`baselines.common.run_baseline`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """How to run one baseline: ``module.run`` with ``fixed`` keyword arguments (e.g. ``ranking="taylor"``)."""
+
+    module: str
+    summary: str
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    def arguments(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The module's ``Kwargs`` defaults updated with ``given`` and the fixed arguments; unknown names or bad
+        values raise a ValueError."""
+        cls = self.load().Kwargs
+        allowed = [f.name for f in dataclasses.fields(cls) if f.name not in self.fixed]
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown argument(s) {unknown} for this baseline; allowed: {allowed}")
+        return dataclasses.asdict(cls(**{**given, **self.fixed}))
+
+
+_PRUNE = "baselines.structured_pruning"
+BASELINES: Mapping[str, BaselineEntry] = MappingProxyType({
+    "l1_pruning": BaselineEntry(_PRUNE, "structured filter pruning by L1 norm + KD fine-tuning", {"ranking": "l1"}),
+    "taylor_pruning": BaselineEntry(_PRUNE, "structured filter pruning by Taylor ranking (Molchanov 2017) + "
+                                            "KD fine-tuning", {"ranking": "taylor"}),
+    "uniform": BaselineEntry("baselines.uniform", "one width multiplier for every unit, KD fine-tuned"),
+    "pakd": BaselineEntry("baselines.pakd", "PaKD: alternate structured pruning and KD over several stages"),
+    "kd_student": BaselineEntry("baselines.kd_student", "KD into a fixed hand-designed student (DDC's small VGG)"),
+    "kd_pyramid": BaselineEntry("baselines.kd_student", "teacher-assistant chain: teacher -> assistants -> "
+                                                        "student, each distilled from the previous",
+                                {"chain": True}),
+    "deep_compression": BaselineEntry("baselines.deep_compression", "magnitude pruning + k-means weight sharing + "
+                                                                    "Huffman coding (Deep Compression)"),
+    "int8": BaselineEntry("baselines.quantize", "post-training static int8 quantization (teacher or a student)"),
+})
+
+
+def get_baseline(name: str) -> BaselineEntry:
+    """The registry entry of ``name``; a ValueError lists the known baselines."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; allowed: {', '.join(BASELINES)}")
+    return BASELINES[name]
+
+
+__all__ = ["BASELINES", "BaselineEntry", "get_baseline"]

@@ -405,7 +405,7 @@ class DDCEnv(gym.Env):
         spec, cfg = self.teacher_spec, self.config
         rows = {r.unit.name: r for r in spec.shapes()}
         teacher_params = spec.params
-        base_params = self._student({}).params  # the class subset's classifier alone already saves a little
+        base_params = self.student_spec({}).params  # the class subset's classifier alone already saves a little
         n, k = len(self.decisions), len(cfg.width_choices)
         joint = np.array([self._allowed(d) for d in self.decisions], dtype=bool)
         keep_only = np.zeros_like(joint)
@@ -418,7 +418,7 @@ class DDCEnv(gym.Env):
         savings = np.zeros(joint.shape)
         for j, d in enumerate(self.decisions):
             for a in np.flatnonzero(joint[j]):
-                student = self._student({d.name: self.action_choices[a]})
+                student = self.student_spec({d.name: self.action_choices[a]})
                 savings[j, a] = (base_params - student.params) / teacher_params
         self._savings = savings.tolist()
         self._start_kept = base_params / teacher_params
@@ -453,7 +453,9 @@ class DDCEnv(gym.Env):
         self._removal_plan = [j for j in range(n) if joint[j, 0]]
         self._shrink_candidates = [j for j in range(n) if shrink[j].sum() > 1]
 
-    def _student(self, choices: Mapping[str, Choice]) -> NetSpec:
+    def student_spec(self, choices: Mapping[str, Choice]) -> NetSpec:
+        """The student spec of ``choices`` (decision name -> "remove" | width | Keep) under this env's channel
+        rounding and class subset; choices the teacher does not allow raise ``ActionError``."""
         return apply_decisions(self.teacher_spec, choices, channel_round=self.config.channel_round,
                                min_channels=self.config.min_channels, class_indices=self.class_indices)
 
@@ -625,7 +627,7 @@ class DDCEnv(gym.Env):
         """Evaluate and reward the student of ``choices`` (decision name -> "remove" | width | Keep) outside
         an episode, e.g. a hand-designed or uniform-width reference; returns the terminal-info record.
         Choices the teacher does not allow raise ``ActionError``."""
-        record = copy.deepcopy(self.evaluator.evaluate(self._student(choices)))
+        record = copy.deepcopy(self.evaluator.evaluate(self.student_spec(choices)))
         return {**record, "reward": float(self.reward_fn(record))}
 
     def _finish(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

@@ -209,7 +209,8 @@ class Evaluator:
         logits = predict(net, self._batches(x), device=self.device, precision=self.precision)
         return logits[:, list(self.class_indices)] if (teacher and self.subset) else logits
 
-    def _accuracy(self, net: nn.Module, teacher: bool = False) -> float:
+    def accuracy(self, net: nn.Module, teacher: bool = False) -> float:
+        """Validation accuracy of ``net`` on the fidelity's validation images (the reward's accuracy)."""
         return (self._logits(net, self.val_x, teacher).argmax(1) == self.val_y).float().mean().item()
 
     def teacher_views(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,7 +229,8 @@ class Evaluator:
         return self._views
 
     # -- records ---------------------------------------------------------------------------------------
-    def _latency_ms(self, net: nn.Module) -> float | None:
+    def latency_ms(self, net: nn.Module) -> float | None:
+        """Median measured forward time of ``net`` in milliseconds (None with ``latency="flops"``)."""
         if self.latency != "measured":
             return None
         result = measure_latency(net, (self.latency_batch_size, *self.input_shape), device=self.latency_device,
@@ -240,11 +242,11 @@ class Evaluator:
         """The teacher's val accuracy (on this class subset), params, FLOPs, size and latency."""
         if self._teacher_record is None:
             self._teacher_record = {
-                "val_acc": self._accuracy(self.teacher, teacher=True),
+                "val_acc": self.accuracy(self.teacher, teacher=True),
                 "params": self.teacher_spec.params,
                 "flops": self.teacher_spec.flops,
                 "size_bytes": serialized_size(self.teacher),
-                "latency_ms": self._latency_ms(self.teacher),
+                "latency_ms": self.latency_ms(self.teacher),
             }
         return self._teacher_record
 
@@ -284,6 +286,13 @@ class Evaluator:
     def train_student(self, spec: NetSpec) -> tuple[nn.Module, LoopResult | None]:
         """The student of ``spec`` as :meth:`evaluate` trains it (same seed, same weights), with its training
         result (None at zero epochs); the module is in eval mode on the evaluator's device."""
+        student = self.init_student(spec)
+        result = self.distill(student)
+        return student.eval(), result
+
+    def init_student(self, spec: NetSpec) -> nn.Module:
+        """The untrained student of ``spec`` on the evaluator's device: inherited from the teacher (or randomly
+        initialised, per the fidelity) with recalibrated BatchNorm statistics; seeded by the fidelity."""
         f = self.fidelity
         torch.manual_seed(f.seed)
         if f.inherit:
@@ -292,35 +301,42 @@ class Evaluator:
             student = build(spec)
         student = self.precision.prepare(student.to(self.device))
         if f.recalibrate_bn:
-            with self.precision.autocast(self.device):
-                recalibrate_batchnorm(student, self._batches(self.train_x[:f.recalibrate_bn], f.batch_size))
-        result = self.distill(student)
-        return student.eval(), result
+            self.recalibrate(student)
+        return student
+
+    def recalibrate(self, net: nn.Module) -> None:
+        """Re-estimate ``net``'s BatchNorm statistics on the fidelity's first ``recalibrate_bn`` training images."""
+        f = self.fidelity
+        with self.precision.autocast(self.device):
+            recalibrate_batchnorm(net, self._batches(self.train_x[:f.recalibrate_bn], f.batch_size))
 
     def _train_and_measure(self, spec: NetSpec) -> dict[str, Any]:
         student, result = self.train_student(spec)
         # every key has one type whatever happens (vector envs batch infos by key): a diverged student is
         # still measured, its accuracy counts as 0 and its loss is left out
         student_info = {"params": spec.params, "flops": spec.flops, "size_bytes": serialized_size(student),
-                        "latency_ms": self._latency_ms(student),
+                        "latency_ms": self.latency_ms(student),
                         "train_seconds": result.seconds if result else 0.0,
                         "train_images_per_second": result.images_per_second if result else 0.0}
         if result is not None and result.diverged:
             reason = f"training loss became non-finite after {result.steps} steps"
             return self._record({**student_info, "val_acc": 0.0}, spec, "diverged", reason)
-        student_info.update(val_acc=self._accuracy(student), final_loss=result.last_loss if result else 0.0)
+        student_info.update(val_acc=self.accuracy(student), final_loss=result.last_loss if result else 0.0)
         return self._record(student_info, spec, "ok")
 
-    def distill(self, student: nn.Module) -> LoopResult | None:
-        """KD-train ``student`` in place on the cached teacher views; None when the fidelity has no epochs."""
+    def distill(self, student: nn.Module, epochs: int | None = None, lr: float | None = None
+                ) -> LoopResult | None:
+        """KD-train ``student`` in place on the cached teacher views for ``epochs`` (default: the fidelity's)
+        at peak learning rate ``lr`` (default: the fidelity's); None when there are no epochs."""
         f = self.fidelity
-        if f.epochs == 0:
+        epochs = f.epochs if epochs is None else epochs
+        if epochs == 0:
             return None
         images, teacher_logits = self.teacher_views()
         n = len(self.train_y)
-        steps = f.epochs * -(-n // f.batch_size)
-        opt, sched = make_optimizer(student, OptimConfig(f.optimizer, f.lr, weight_decay=f.weight_decay,
-                                                         schedule=f.schedule), steps)
+        steps = epochs * -(-n // f.batch_size)
+        opt, sched = make_optimizer(student, OptimConfig(f.optimizer, f.lr if lr is None else lr,
+                                                         weight_decay=f.weight_decay, schedule=f.schedule), steps)
         gen = torch.Generator(self.device).manual_seed(f.seed)
 
         def epoch(e: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -328,5 +344,5 @@ class Evaluator:
             for idx in batch_indices(n, f.batch_size, shuffle=True, generator=gen, device=self.device):
                 yield self._normalized(images[view, idx]), self.train_y[idx], teacher_logits[view, idx]
 
-        return train_loop(student, (epoch(e) for e in range(f.epochs)), distillation_loss(f), opt, sched,
+        return train_loop(student, (epoch(e) for e in range(epochs)), distillation_loss(f), opt, sched,
                           device=self.device, precision=self.precision)
