@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,14 +20,20 @@ from ddc_env.paths import atomic_write_text, atomic_writer
 
 # terminal-info metrics written to TensorBoard for every finished episode (under "episode/")
 EPISODE_SCALARS = ("reward", "val_acc", "acc_ratio", "param_ratio", "flop_ratio", "latency_ratio")
+# terminal-info keys of each line of ``episodes.jsonl`` (besides episode, reward and wall_seconds)
+EPISODE_FIELDS = ("status", "cache_hit", "val_acc", "acc_ratio", "param_ratio", "flop_ratio", "latency_ratio",
+                  "size_bytes", "params", "spec_hash", "eval_seconds")
+EPISODES_FILE = "episodes.jsonl"
 
 
 class SearchLog:
     """Sees every finished episode of a search: a tqdm bar with the best reward and student so far,
     TensorBoard scalars (``episode/*`` per episode, ``search/*`` for the running best and cache-hit rate,
-    anything an agent logs with :meth:`scalar`), and the best terminal info, kept in ``best.json``.
+    anything an agent logs with :meth:`scalar`), the best terminal info, kept in ``best.json``, and one JSON
+    line per episode in ``episodes.jsonl`` (episode, reward, :data:`EPISODE_FIELDS`, wall seconds).
 
-    ``run_dir=None`` logs nothing to disk. ``start_episode`` continues the count of a resumed search.
+    ``run_dir=None`` logs nothing to disk. ``start_episode`` continues the count of a resumed search; lines of
+    ``episodes.jsonl`` beyond it (episodes logged after the last checkpoint) are dropped.
     """
 
     def __init__(self, run_dir: str | Path | None, total_episodes: int, *, progress: bool = True,
@@ -37,6 +44,7 @@ class SearchLog:
         self.best_reward = -math.inf
         self.best_info: dict[str, Any] | None = None
         self.writer = None
+        self._started = time.perf_counter()
         if self.run_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -46,6 +54,7 @@ class SearchLog:
             if start_episode and best.exists():
                 saved = json.loads(best.read_text())
                 self.best_reward, self.best_info = saved["reward"], saved["info"]
+            _truncate_lines(self.run_dir / EPISODES_FILE, start_episode)
         self.bar = tqdm(total=total_episodes, initial=start_episode, desc=desc, unit="episode",
                         disable=not progress)
 
@@ -59,6 +68,8 @@ class SearchLog:
                 text = json.dumps({"reward": self.best_reward, "episode": self.episodes, "info": self.best_info},
                                   default=_jsonable)
                 atomic_write_text(self.run_dir / "best.json", text)
+        if self.run_dir is not None:
+            self._append_episode(reward, info)
         if self.writer is not None:
             values = {"reward": reward, **info}
             for key in EPISODE_SCALARS:
@@ -71,6 +82,19 @@ class SearchLog:
         self.bar.set_postfix(best_reward=f"{self.best_reward:.3f}", acc=f"{best.get('val_acc') or 0:.3f}",
                              params=f"{best.get('param_ratio') or 0:.3f}")
         self.bar.update()
+
+    @property
+    def wall_seconds(self) -> float:
+        """Seconds since this log started."""
+        return time.perf_counter() - self._started
+
+    def _append_episode(self, reward: float, info: dict[str, Any]) -> None:
+        """Append the episode's line to ``episodes.jsonl`` (non-finite numbers as null)."""
+        entry = {"episode": self.episodes, "reward": float(reward), **{k: info.get(k) for k in EPISODE_FIELDS},
+                 "wall_seconds": self.wall_seconds}
+        entry = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in entry.items()}
+        with open(self.run_dir / EPISODES_FILE, "a") as f:
+            f.write(json.dumps(entry, default=_jsonable) + "\n")
 
     def scalar(self, name: str, value: float, step: int | None = None) -> None:
         """An agent's own scalar (loss, entropy, baseline...), at ``step`` (default: episodes so far)."""
@@ -110,6 +134,14 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """An agent state written by :func:`save_checkpoint` (loaded on the CPU, tensors and plain values only)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _truncate_lines(path: Path, keep: int) -> None:
+    """Keep the first ``keep`` lines of the text file ``path`` (if it exists and has more)."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        if len(lines) > keep:
+            atomic_write_text(path, "".join(lines[:keep]))
 
 
 def _jsonable(value: Any) -> Any:

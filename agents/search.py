@@ -6,10 +6,13 @@ A run folder holds:
 - ``config.yaml``: the resolved :class:`SearchConfig` (agent defaults filled in, the store forced to this folder)
 - ``results.sqlite``: the results store, every evaluation of the run (the reward cache and the resume point)
 - ``tensorboard/``: per-episode and search scalars; ``best.json``: the best episode so far
+- ``episodes.jsonl``: one JSON line per finished episode (reward, status, cache hit, accuracy, ratios, size,
+  params, spec hash, evaluation and wall seconds), what ``ddc report`` plots
 - ``agent.ckpt``: the agent's checkpoint; ``progress.json``: episodes finished, cache hits, wall seconds
 - ``best_student.json`` + ``best_student.pt``: the best student's spec and its trained weights
   (``build(NetSpec.from_json(...)).load_state_dict(torch.load(...))``)
-- ``summary.json``: config, episodes, best reward and info, evaluations, cache-hit rate, wall seconds, seeds
+- ``summary.json``: ``kind="search"``, config, episodes, best reward and info, evaluations, cache-hit rate, wall
+  seconds, seeds
 
 Example::
 
@@ -387,6 +390,7 @@ def _summary(config: SearchConfig, run_dir: Path, log: RunLog, facts: dict[str, 
     hits = max(episodes - log.invalid - evaluations, 0)  # valid episodes whose student was already stored
     best = log.best_info or {}
     return {
+        "kind": "search",
         "config": config.to_dict(),
         "run_dir": str(run_dir.resolve()),
         "episodes": episodes,

@@ -3,7 +3,7 @@ metrics records into the same kind of results store, so one report compares them
 
 ``BASELINES`` maps a name to the module that runs it (imported only when used); each module has
 ``run(ctx, **kwargs)`` and a ``Kwargs`` dataclass of its arguments and defaults. Run one with
-``ddc baseline NAME --config configs/baselines_lenet5_mnist.yaml`` or :func:`baselines.common.run_baseline`.
+``ddc baseline NAME --config configs/baselines/lenet5_mnist.yaml`` or :func:`baselines.common.run_baseline`.
 """
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ BASELINES: Mapping[str, BaselineEntry] = MappingProxyType({
     "taylor_pruning": BaselineEntry(_PRUNE, "structured filter pruning by Taylor ranking (Molchanov 2017) + "
                                             "KD fine-tuning", {"ranking": "taylor"}),
     "uniform": BaselineEntry("baselines.uniform", "one width multiplier for every unit, KD fine-tuned"),
-    "pakd": BaselineEntry("baselines.pakd", "PaKD: alternate structured pruning and KD over several stages"),
+    "pakd": BaselineEntry(_PRUNE, "PaKD: alternate per-layer structured pruning and KD over several stages",
+                          {"allocation": "per_layer", "ranking": "l1"}),
     "kd_student": BaselineEntry("baselines.kd_student", "KD into a fixed hand-designed student (DDC's small VGG)"),
     "kd_pyramid": BaselineEntry("baselines.kd_student", "teacher-assistant chain: teacher -> assistants -> "
                                                         "student, each distilled from the previous",

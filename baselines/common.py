@@ -58,7 +58,7 @@ class BaselineConfig:
     def __post_init__(self) -> None:
         from . import get_baseline
 
-        get_baseline(self.baseline)
+        entry = get_baseline(self.baseline)
         if not isinstance(self.env_id, str) or self.env_id not in gym.registry:
             raise ValueError(f"unknown env_id {self.env_id!r}; the DDC ids: {', '.join(ddc_env.ENV_IDS)}")
         if gym.spec(self.env_id).entry_point != ENTRY_POINT:
@@ -73,6 +73,7 @@ class BaselineConfig:
             make_config(**{**gym.spec(self.env_id).kwargs, **self.env_kwargs})
         except ValueError as e:
             raise ValueError(f"env_kwargs: {e}") from None
+        entry.arguments(self.kwargs)  # unknown names and bad values fail now, before any work
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         object.__setattr__(self, "kwargs", dict(self.kwargs))
 

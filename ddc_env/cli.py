@@ -165,25 +165,33 @@ def _add_teacher(commands: argparse._SubParsersAction) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from .quickstart import format_table, run_quickstart
+    from .quickstart import run_quickstart
 
-    rows = run_quickstart(args.out, episodes=args.episodes, seed=args.seed, fidelity=args.fidelity,
-                          teacher_epochs=args.teacher_epochs, progress=not args.quiet)
-    print(format_table(rows))
-    print(f"run folder: {Path(args.out).resolve()} (results.sqlite, summary.json)")
+    report = run_quickstart(args.out, episodes=args.episodes, seed=args.seed, fidelity=args.fidelity,
+                            teacher_epochs=args.teacher_epochs, agent=args.agent, latency=args.latency,
+                            progress=not args.quiet)
+    print(report.markdown)
+    print("written:\n" + "\n".join(f"  {p.resolve()}" for p in report.paths))
+    print(f"run folders: {Path(args.out).resolve()}/{{search,uniform,l1_pruning}} (ddc report / ddc export)")
     return 0
 
 
 def _add_quickstart(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("quickstart", help="teacher, search and references on the packaged MNIST sample",
+    p = commands.add_parser("quickstart", help="teacher, RL search, baselines and report on the packaged MNIST "
+                                               "sample",
                             description="Train (or reuse) a LeNet-5 teacher on the MNIST sample shipped in the "
-                                        "package, search its students, compare with uniform widths; offline.")
-    p.add_argument("--out", default="runs/quickstart", help="run folder (default: runs/quickstart)")
-    p.add_argument("--episodes", type=_positive_int, default=40, help="search episodes (default: 40)")
+                                        "package, search its students with an RL agent, run the uniform-width and "
+                                        "L1-pruning baselines, and report a table and plots; offline.")
+    p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart; an earlier "
+                                                            "quickstart there is replaced)")
+    p.add_argument("--episodes", type=_positive_int, default=60, help="search episodes (default: 60)")
+    p.add_argument("--agent", default="maskable_ppo", help="search agent (default: maskable_ppo; see ddc search)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fidelity", default="fast", help="student training fidelity (default: fast)")
     p.add_argument("--teacher-epochs", type=_positive_int, default=8, help="teacher epochs (default: 8)")
-    p.add_argument("--quiet", action="store_true", help="no search progress bar")
+    p.add_argument("--latency", choices=("measured", "flops"), default="measured",
+                   help="the reward's time term: measured CPU latency (default) or the FLOPs ratio (deterministic)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_quickstart)
 
 
@@ -265,6 +273,106 @@ def _add_search(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_search)
 
 
+# ------------------------------------------------------------------------------------------ ddc baseline
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from baselines.common import load_baseline_config, run_baseline  # baselines build on ddc_env
+
+    try:
+        config = load_baseline_config(args.config, args.name, args.set)
+    except ValueError as e:
+        raise UsageError(f"ddc baseline: error: {' '.join(str(e).split())}") from None
+    out = Path(args.out) if args.out else (
+        Path("runs") / f"{Path(args.config).stem}-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = run_baseline(config, out, progress=not args.quiet)
+    for r in summary["results"]:
+        rec = r["record"]
+        latency = f", latency ratio {rec['latency_ratio']:.3f}" if rec.get("latency_ratio") is not None else ""
+        print(f"{r['label']}: val_acc {rec['val_acc']:.4f} (teacher {rec['teacher_val_acc']:.4f}), params ratio "
+              f"{rec['param_ratio']:.4f}, size {rec['size_bytes'] / 1e6:.3f} MB (ratio {rec['size_ratio']:.4f})"
+              f"{latency}")
+    print(f"{summary['evaluations']} models measured, {summary['wall_seconds']:.0f} s; run folder: {out.resolve()}")
+    return 0
+
+
+def _add_baseline(commands: argparse._SubParsersAction) -> None:
+    from baselines import BASELINES
+
+    p = commands.add_parser(
+        "baseline", help="run a compression baseline on a DDC env's teacher and data",
+        description="Compress the teacher of a DDC env with a baseline (same teacher, data split, fidelity and "
+                    "metrics as the env); writes a run folder (config, results store, final models, summary) "
+                    "that ddc report compares with searches.",
+        epilog="baselines:\n" + "\n".join(f"  {name:<18}{entry.summary}" for name, entry in BASELINES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=list(BASELINES), metavar="NAME", help="the baseline (listed below)")
+    p.add_argument("--config", required=True, help="YAML baselines config (see configs/baselines/*.yaml)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<config>-<name>-<time>)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config values with dotted keys, e.g. baselines.l1_pruning.ratio=0.2")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_baseline)
+
+
+# ------------------------------------------------------------------------------------ ddc report, export
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import make_report, read_run
+
+    for path in args.run_dirs:  # every folder is checked before any work
+        try:
+            read_run(path)
+        except ValueError as e:
+            raise UsageError(f"ddc report: error: {e}") from None
+    report = make_report(args.run_dirs, args.out, test=not args.no_test)
+    print(report.markdown)
+    print("wrote " + ", ".join(str(p) for p in report.paths))
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "report", help="plots and a results table over search and baseline run folders",
+        description="Compare search and baseline run folders: curves.png (reward, accuracy, params and latency "
+                    "ratios per episode of each search), pareto.png (accuracy against params and latency ratios "
+                    "of every evaluated student, final models marked) and report.md / report.json (teacher, each "
+                    "search's best student and each baseline's final models, with test accuracy measured now).")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders of ddc search or ddc baseline")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/report of the first run)")
+    p.add_argument("--no-test", action="store_true", help="skip measuring test accuracy (faster; shown as -)")
+    p.set_defaults(func=_report)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    try:
+        result = export_model(args.run_dir, fmt=args.format, spec_hash=args.spec, label=args.label, out=args.out)
+    except ValueError as e:  # ExportError, or a path that is not a run folder
+        raise UsageError(f"ddc export: error: {' '.join(str(e).split())}") from None
+    print(f"exported {result.what} to {result.path} ({result.format}); max abs difference from the torch model "
+          f"{result.max_abs_diff:.2e} on {result.inputs}")
+    return 0
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "export", help="export a run's best student or final model to TorchScript or ONNX",
+        description="Export a search's best student (default), a student it evaluated (--spec, trained again as "
+                    "the env trained it) or a baseline's final model (--label, default the first) to TorchScript "
+                    "or ONNX (fp32, CPU, dynamic batch axis), and check the exported outputs against torch's.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder of ddc search or ddc baseline")
+    p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
+                   help="torchscript (default) or onnx (needs pip install 'ddc-env[onnx]')")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--spec", metavar="SPEC_HASH", help="a search's evaluated student by spec hash (or prefix)")
+    which.add_argument("--label", help="a baseline's final model by label (e.g. 'uniform 0.5')")
+    p.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/export/<model>.ts or .onnx)")
+    p.set_defaults(func=_export)
+
+
 def _int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``minimum`` (0: non-negative, 1: positive)."""
     what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
@@ -295,8 +403,8 @@ def _positive_float(text: str) -> float:
 
 
 # Each entry adds one top-level command to the ``ddc`` parser.
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_teacher, _add_quickstart,
-                                                                          _add_search)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -324,15 +324,21 @@ class Evaluator:
         student_info.update(val_acc=self.accuracy(student), final_loss=result.last_loss if result else 0.0)
         return self._record(student_info, spec, "ok")
 
-    def distill(self, student: nn.Module, epochs: int | None = None, lr: float | None = None
-                ) -> LoopResult | None:
+    def distill(self, student: nn.Module, epochs: int | None = None, lr: float | None = None,
+                teacher_logits: torch.Tensor | None = None) -> LoopResult | None:
         """KD-train ``student`` in place on the cached teacher views for ``epochs`` (default: the fidelity's)
-        at peak learning rate ``lr`` (default: the fidelity's); None when there are no epochs."""
+        at peak learning rate ``lr`` (default: the fidelity's); None when there are no epochs.
+        ``teacher_logits`` ((views, N, K), on the same views) replaces the teacher's, e.g. an assistant's."""
         f = self.fidelity
         epochs = f.epochs if epochs is None else epochs
         if epochs == 0:
             return None
-        images, teacher_logits = self.teacher_views()
+        images, cached = self.teacher_views()
+        if teacher_logits is None:
+            teacher_logits = cached
+        elif teacher_logits.shape != cached.shape:
+            raise ValueError(f"teacher_logits must have the cached logits' shape {tuple(cached.shape)}, "
+                             f"got {tuple(teacher_logits.shape)}")
         n = len(self.train_y)
         steps = epochs * -(-n // f.batch_size)
         opt, sched = make_optimizer(student, OptimConfig(f.optimizer, f.lr if lr is None else lr,

@@ -1,63 +1,66 @@
 """``ddc quickstart``: the whole loop offline in a few minutes, on the MNIST sample shipped in the package.
 
-Trains (or reuses) a LeNet-5 teacher, searches its students at ``fast`` fidelity with masked random search,
-evaluates uniform-width references with the same evaluator, and prints one table. Everything is written to
-a run folder: the results store (every evaluation) and ``summary.json``.
+Trains (or reuses) a LeNet-5 teacher, runs an RL search (MaskablePPO by default) over its students at ``fast``
+fidelity, runs the uniform-width baseline and L1 structured pruning to the searched student's params ratio with
+the same evaluator, then reports: one table (teacher, best searched student, baselines: val and test accuracy,
+params and latency ratios) and the plots. The output folder holds one run folder per part (``search/``,
+``uniform/``, ``l1_pruning/``), each usable with ``ddc report`` / ``ddc export``, and ``report/``.
 """
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-
-from .arch import uniform_choices
 from .paths import atomic_write_text
+from .report import Report, make_report
 
-QUICKSTART_ENV = dict(dataset="mnist_sample", teacher="auto", latency="measured", reward="ddc")
+ENV_ID = "DDC-LeNet5-MNIST"
+QUICKSTART_ENV = dict(dataset="mnist_sample", teacher="auto", reward="ddc")
 UNIFORM_WIDTHS = (0.25, 0.5, 0.75)
+PARTS = ("search", "uniform", "l1_pruning", "report")
+MARKER = "quickstart.txt"
+# MaskablePPO sized for a short search: an update every 4 episodes (see configs/lenet5_mnist_maskable_ppo.yaml)
+AGENT_KWARGS: dict[str, dict[str, Any]] = {
+    "maskable_ppo": {"episodes_per_update": 4, "n_epochs": 8, "learning_rate": 1e-3, "gamma": 1.0,
+                     "ent_coef": 0.01},
+}
 
 
-def run_quickstart(out_dir: str | Path, *, episodes: int = 40, seed: int = 0, fidelity: str = "fast",
-                   teacher_epochs: int = 8, progress: bool = True) -> list[dict[str, Any]]:
-    """Run the quickstart into ``out_dir``; returns the table rows (teacher, best searched, uniform widths)."""
-    from agents.random_search import random_search  # agents build on ddc_env, not the other way round
+def _prepare(out: Path) -> None:
+    """Make ``out`` ready: created if missing; a previous quickstart's parts in it are replaced; any other
+    non-empty folder is refused."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise ValueError(f"{out} is not empty and holds no earlier quickstart; choose another --out")
+        for part in PARTS:
+            shutil.rmtree(out / part, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / MARKER, "written by ddc quickstart; its parts are replaced when it runs again\n")
+
+
+def run_quickstart(out_dir: str | Path, *, episodes: int = 60, seed: int = 0, fidelity: str = "fast",
+                   teacher_epochs: int = 8, agent: str = "maskable_ppo", latency: str = "measured",
+                   progress: bool = True) -> Report:
+    """Run the quickstart into ``out_dir``; returns the report (rows, markdown table, written files)."""
+    from agents.search import SearchConfig, run_search  # agents and baselines build on ddc_env
+    from baselines.common import BaselineConfig, run_baseline
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    env = gym.make("DDC-LeNet5-MNIST", **QUICKSTART_ENV, fidelity=fidelity, teacher_epochs=teacher_epochs,
-                   store=str(out / "results.sqlite"), run="quickstart", seed=seed)
-    search = random_search(env, episodes, seed=seed, progress=progress)
-    core = env.unwrapped
-    best = search.best_info
-    rows = [{"method": "teacher", "val_acc": best["teacher_val_acc"], "param_ratio": 1.0, "latency_ratio": 1.0,
-             "reward": None, "params": best["teacher_params"]},
-            _row(f"random search, best of {episodes}", best)]
-    for width in UNIFORM_WIDTHS:
-        rows.append(_row(f"uniform width {width:g}", core.evaluate_choices(uniform_choices(core.teacher_spec,
-                                                                                             width))))
-    summary = {"env": "DDC-LeNet5-MNIST", "env_kwargs": {**QUICKSTART_ENV, "fidelity": fidelity,
-                                                         "teacher_epochs": teacher_epochs},
-               "seed": seed, "episodes": episodes, "teacher": str(core.teacher.path), "rows": rows,
-               "best_spec": best["spec"], "best_choices": best["choices"]}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    env.close()
-    return rows
-
-
-def _row(method: str, info: dict[str, Any]) -> dict[str, Any]:
-    return {"method": method, "val_acc": info["val_acc"], "param_ratio": info.get("param_ratio"),
-            "latency_ratio": info.get("latency_ratio"), "reward": info["reward"], "params": info["params"]}
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of quickstart rows."""
-    def num(value: Any, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
-    lines = ["| method | val acc | params | params ratio | latency ratio | reward |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {num(r['val_acc'], '.4f')} | {r['params']:,} | "
-                     f"{num(r['param_ratio'], '.3f')} | {num(r['latency_ratio'], '.3f')} | {num(r['reward'], '.3f')} |")
-    return "\n".join(lines)
+    _prepare(out)
+    env_kwargs = {**QUICKSTART_ENV, "fidelity": fidelity, "teacher_epochs": teacher_epochs, "latency": latency,
+                  "seed": seed}
+    config = SearchConfig(env_id=ENV_ID, env_kwargs=env_kwargs, agent=agent,
+                          agent_kwargs=AGENT_KWARGS.get(agent, {}), episodes=episodes, seed=seed)
+    summary = run_search(config, out / "search", progress=progress)
+    best = summary["best_info"]
+    if best.get("status") != "ok":
+        raise RuntimeError("the search found no valid student")  # cannot happen with masked agents
+    run_baseline(BaselineConfig(baseline="uniform", env_id=ENV_ID, env_kwargs=env_kwargs,
+                                kwargs={"widths": list(UNIFORM_WIDTHS)}, seed=seed), out / "uniform",
+                 progress=progress)
+    ratio = min(best["param_ratio"], 0.9)  # prune to the searched student's size (at least 10% off)
+    run_baseline(BaselineConfig(baseline="l1_pruning", env_id=ENV_ID, env_kwargs=env_kwargs,
+                                kwargs={"ratio": ratio, "steps": 3}, seed=seed), out / "l1_pruning",
+                 progress=progress)
+    return make_report([out / "search", out / "uniform", out / "l1_pruning"], out / "report")

@@ -3,26 +3,48 @@ import json
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from agents.random_search import random_search
 from ddc_env.cli import main
 from ddc_env.quickstart import UNIFORM_WIDTHS
 
 
-def test_quickstart_runs_offline_and_writes_its_run_folder(tmp_path, monkeypatch, capsys):
+def test_quickstart_runs_offline_and_writes_its_run_folders(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DDC_HOME", str(tmp_path / "home"))
     out = tmp_path / "run"
-    code = main(["quickstart", "--out", str(out), "--episodes", "3", "--fidelity", "smoke", "--teacher-epochs", "1",
-                 "--quiet"])
-    assert code == 0
+    argv = ["quickstart", "--out", str(out), "--episodes", "4", "--fidelity", "smoke", "--teacher-epochs", "1",
+            "--agent", "random", "--latency", "flops", "--quiet"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| teacher |" in printed and "random search, best of 3" in printed
-    summary = json.loads((out / "summary.json").read_text())
-    methods = [r["method"] for r in summary["rows"]]
-    assert methods == ["teacher", "random search, best of 3", *(f"uniform width {w:g}" for w in UNIFORM_WIDTHS)]
-    assert all(0.0 <= r["val_acc"] <= 1.0 for r in summary["rows"])
-    assert summary["rows"][2]["param_ratio"] < 0.2  # width 0.25 really shrinks LeNet-5
-    assert (out / "results.sqlite").exists()
+    report = json.loads((out / "report" / "report.json").read_text())
+    methods = [r["method"] for r in report["rows"]]
+    assert methods[0].startswith("teacher") and methods[1] == "random (search)"
+    assert methods[2:5] == [f"uniform {w:g} (uniform)" for w in UNIFORM_WIDTHS]
+    assert methods[5].startswith("l1 global params") and len(methods) == 6
+    assert all(0.0 <= r["test_acc"] <= 1.0 for r in report["rows"])  # test accuracy only in the final report
+    for name in ("curves.png", "pareto.png", "report.md"):
+        assert (out / "report" / name).stat().st_size > 0 and name in printed
+    search = json.loads((out / "search" / "summary.json").read_text())
+    pruned = json.loads((out / "l1_pruning" / "summary.json").read_text())["results"][0]["record"]
+    assert pruned["param_ratio"] <= min(search["best_info"]["param_ratio"], 0.9) + 1e-9
+
+
+def test_quickstart_replaces_its_own_output_and_refuses_foreign_folders(tmp_path):
+    from ddc_env.quickstart import MARKER, _prepare
+
+    out = tmp_path / "qs"
+    _prepare(out)
+    (out / "search").mkdir()
+    (out / "search" / "summary.json").write_text("{}")
+    _prepare(out)  # an earlier quickstart: its parts go
+    assert (out / MARKER).is_file() and not (out / "search").exists()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        _prepare(foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
 
 
 def test_random_search_keeps_the_best_episode(synth_teacher, synth_dir):

@@ -13,6 +13,7 @@ set of allowed choices with :func:`apply_decisions` yields a valid student spec 
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
@@ -183,6 +184,37 @@ def apply_decisions(teacher: NetSpec, choices: Mapping[str, Choice], *, channel_
     except SpecError as e:  # a bug in the rules above, never the caller's fault
         raise AssertionError(f"decisions produced an invalid student: {e}") from e
     return student
+
+
+def channel_counts(spec: NetSpec) -> dict[str, int]:
+    """Channel count of every prunable channel space: residual streams (by the unit starting them), block inner
+    widths ('<block>/mid') and hidden Linear layers (the classifier is not a space)."""
+    groups, classifier = stream_groups(spec), spec.units[-1].name
+    counts: dict[str, int] = {}
+    for u in spec.units:
+        if isinstance(u, (Conv, Block)):
+            counts.setdefault(groups[u.name], u.out_channels)
+            if isinstance(u, Block):
+                counts[u.name + "/mid"] = u.mid_channels
+        elif isinstance(u, Linear) and u.name != classifier:
+            counts[u.name] = u.out_features
+    return counts
+
+
+def with_channels(spec: NetSpec, counts: Mapping[str, int]) -> NetSpec:
+    """``spec`` with the channel spaces in ``counts`` (keys as :func:`channel_counts`'s) set to exact counts."""
+    groups = stream_groups(spec)
+    units: list[Unit] = []
+    for u in spec.units:
+        if isinstance(u, Conv):
+            u = dataclasses.replace(u, out_channels=counts.get(groups[u.name], u.out_channels))
+        elif isinstance(u, Block):
+            u = dataclasses.replace(u, out_channels=counts.get(groups[u.name], u.out_channels),
+                                    mid_channels=counts.get(u.name + "/mid", u.mid_channels))
+        elif isinstance(u, Linear):
+            u = dataclasses.replace(u, out_features=counts.get(u.name, u.out_features))
+        units.append(u)
+    return dataclasses.replace(spec, units=tuple(units))
 
 
 def uniform_choices(spec: NetSpec, width: float) -> dict[str, Choice]:

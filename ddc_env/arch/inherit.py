@@ -8,7 +8,7 @@ channels no longer correspond to the teacher's: the consumer keeps its input sli
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -32,13 +32,13 @@ def _top(importance: torch.Tensor, n: int) -> torch.Tensor:
     return torch.topk(importance, n).indices.sort().values
 
 
-def _kept_channels(teacher: Net, tspec: NetSpec, sspec: NetSpec,
-                   class_indices: tuple[int, ...] | None) -> dict[str, torch.Tensor]:
-    """Kept teacher indices per channel space: stream heads, '<block>/mid', Linear names."""
-    groups = stream_groups(tspec)
+def l1_importance(net: Net, spec: NetSpec) -> dict[str, torch.Tensor]:
+    """L1 norm of every output channel per channel space of ``net`` (built from ``spec``): stream heads (summed
+    over every filter writing the shared stream), '<block>/mid' and Linear names."""
+    groups = stream_groups(spec)
     importance: dict[str, torch.Tensor] = {}
-    for u in tspec.units:
-        m = teacher.unit(u.name)
+    for u in spec.units:
+        m = net.unit(u.name)
         if isinstance(u, Conv):
             imp = _l1_out(m.conv.weight)
         elif isinstance(u, Block):
@@ -53,7 +53,14 @@ def _kept_channels(teacher: Net, tspec: NetSpec, sspec: NetSpec,
             continue
         head = groups[u.name]
         importance[head] = importance[head] + imp if head in importance else imp
+    return importance
 
+
+def _kept_channels(teacher: Net, tspec: NetSpec, sspec: NetSpec, class_indices: tuple[int, ...] | None,
+                   importance: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """Kept teacher indices per channel space: stream heads, '<block>/mid', Linear names."""
+    groups = stream_groups(tspec)
+    importance = {**l1_importance(teacher, tspec), **(importance or {})}
     kept: dict[str, torch.Tensor] = {}
     for u in sspec.units:
         if isinstance(u, (Conv, Block)):
@@ -117,13 +124,16 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, idx: torch.Tensor) -> Non
 
 @torch.no_grad()
 def inherit(teacher: Net, teacher_spec: NetSpec, student_spec: NetSpec, *,
-            class_indices: tuple[int, ...] | None = None) -> Net:
+            class_indices: tuple[int, ...] | None = None,
+            importance: Mapping[str, torch.Tensor] | None = None) -> Net:
     """Build ``student_spec`` initialised from ``teacher`` (a module built from ``teacher_spec``).
 
-    ``class_indices`` keeps only those rows of the classifier (the student of a class subset).
+    ``class_indices`` keeps only those rows of the classifier (the student of a class subset);
+    ``importance`` ranks the channels of the given channel spaces (keys as :func:`l1_importance`'s) instead of
+    their L1 norm, e.g. a pruning criterion.
     """
     student = build(student_spec)
-    kept = _kept_channels(teacher, teacher_spec, student_spec, class_indices)
+    kept = _kept_channels(teacher, teacher_spec, student_spec, class_indices, importance)
     kept[INPUT] = torch.arange(teacher_spec.in_channels)
     t_inputs, s_inputs = _input_spaces(teacher_spec), _input_spaces(student_spec)
     groups = stream_groups(teacher_spec)

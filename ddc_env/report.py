@@ -1,0 +1,421 @@
+"""Reports over run folders: searches (``ddc search``) and baselines (``ddc baseline``) side by side.
+
+:func:`make_report` reads any mix of run folders and writes, to ``out`` (default: the first run folder's
+``report/``):
+
+- ``curves.png``: reward, validation accuracy, params ratio and latency ratio (FLOPs ratio when latency was not
+  measured) per episode of each search (from ``episodes.jsonl``): every episode as a point, the best student so
+  far (by reward) as a line
+- ``pareto.png``: validation accuracy against params ratio and against latency (or FLOPs) ratio; every evaluated
+  student of every run as a small point, each search's best and each baseline's final models marked, the teacher
+  as a star at (1, teacher accuracy)
+- ``report.md``: the final models in the DDC paper's table form (method, val and test accuracy, params, params,
+  FLOPs and latency ratios, size, evaluations, wall time); ``report.json``: the same rows as data
+
+Test accuracy is measured here only, once per final model (the teacher, each search's best student, each
+baseline's final models), on the test split of the run's env data (the teacher's logits narrowed to a class
+subset as the env does). One env is built per distinct (env id, env arguments).
+
+Example::
+
+    ddc report runs/lenet5-reinforce runs/lenet5-uniform --out runs/report
+    report = make_report(["runs/lenet5-reinforce", "runs/lenet5-uniform"], "runs/report")
+    print(report.markdown)
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+import yaml
+from torch import nn
+
+from .arch import NetSpec, build
+from .models.teacher import evaluate_accuracy
+from .paths import atomic_write_text
+from .store import ResultsStore
+from .train import Precision
+
+# file names of a run folder (see agents.search and baselines.common)
+CONFIG_FILE, SUMMARY_FILE, STORE_FILE, EPISODES_FILE = "config.yaml", "summary.json", "results.sqlite", \
+    "episodes.jsonl"
+KINDS = ("search", "baseline")
+_HINT = "expected the folder of a finished `ddc search` or `ddc baseline` run"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run folder: ``kind`` "search" or "baseline", its ``summary.json`` and ``config.yaml``."""
+
+    path: Path
+    kind: str
+    summary: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The agent or baseline name and the folder name, e.g. ``reinforce (run3)``."""
+        what = self.config.get("agent") if self.kind == "search" else self.config.get("baseline")
+        return f"{what} ({self.path.name})"
+
+    @property
+    def env_key(self) -> str:
+        """The env this run evaluated on: env id and arguments (results store and run name left out)."""
+        kwargs = {k: v for k, v in self.config.get("env_kwargs", {}).items() if k not in ("store", "run")}
+        return json.dumps([self.config["env_id"], kwargs], sort_keys=True, default=str)
+
+    def store_rows(self) -> list[dict[str, Any]]:
+        """Every row of the run's results store (none when the file is missing)."""
+        path = self.path / STORE_FILE
+        if not path.is_file():
+            return []
+        with ResultsStore(path) as store:
+            return store.query()
+
+
+def read_run(path: str | Path) -> Run:
+    """The run folder at ``path``; a ValueError says why a path is not one (missing, unfinished, unknown)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no run folder {path}: the path does not exist")
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a run folder but a file ({_HINT})")
+    summary_path, config_path = path / SUMMARY_FILE, path / CONFIG_FILE
+    if not config_path.is_file():
+        raise ValueError(f"{path} is not a run folder: it has no {CONFIG_FILE} ({_HINT})")
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{config_path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(config, dict) or "env_id" not in config:
+        raise ValueError(f"{config_path} is not a run config (no env_id; {_HINT})")
+    if not summary_path.is_file():
+        resume = f"; continue it with `ddc search --resume --out {path}`" if "agent" in config else ""
+        raise ValueError(f"{path} has no {SUMMARY_FILE}: the run has not finished{resume}")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{summary_path} is not valid JSON: {e}") from None
+    kind = summary.get("kind") if isinstance(summary, dict) else None
+    if kind is None and isinstance(summary, dict) and "agent" in config:
+        kind = "search"  # summaries written before "kind" existed
+    if kind not in KINDS:
+        raise ValueError(f"{summary_path} has kind {kind!r}; a report reads {' and '.join(KINDS)} runs")
+    return Run(path, kind, summary, config)
+
+
+def read_episodes(run: Run) -> list[dict[str, Any]]:
+    """The lines of a search's ``episodes.jsonl`` (none when missing; a torn last line is skipped)."""
+    path = run.path / EPISODES_FILE
+    if not path.is_file():
+        return []
+    episodes = []
+    for line in path.read_text().splitlines():
+        try:
+            episodes.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return episodes
+
+
+# ------------------------------------------------------------------------------------------- final models
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """A model a run ends with: its record and files (``{"spec", "weights"}`` or ``{"torchscript"}``, relative
+    to the run folder; None when none were saved)."""
+
+    run: Run
+    method: str
+    record: dict[str, Any]
+    files: dict[str, str] | None
+    evaluations: int | None
+    wall_seconds: float | None
+
+
+def final_models(run: Run) -> list[FinalModel]:
+    """A search's best student (when it found a valid one) or every final result of a baseline."""
+    s = run.summary
+    if run.kind == "search":
+        best = s.get("best_info") or {}
+        if best.get("status") != "ok":
+            return []
+        return [FinalModel(run, run.name, best, s.get("best_student"), s.get("evaluations"), s.get("wall_seconds"))]
+    return [FinalModel(run, f"{r['label']} ({run.path.name})", r["record"], r.get("model"), r.get("evaluations"),
+                       r.get("wall_seconds")) for r in s.get("results", [])]
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence torch's notes that ``torch.jit`` is deprecated (TorchScript files are what runs hold and export)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
+        yield
+
+
+def load_model(run_dir: Path, files: dict[str, str]) -> tuple[nn.Module, NetSpec | None]:
+    """A saved model on the CPU in eval mode: spec + state dict (built with its spec) or a TorchScript module."""
+    if "torchscript" in files:
+        with quiet_jit():
+            return torch.jit.load(str(run_dir / files["torchscript"]), map_location="cpu").eval(), None
+    spec = NetSpec.from_json((run_dir / files["spec"]).read_text())
+    net = build(spec)
+    net.load_state_dict(torch.load(run_dir / files["weights"], map_location="cpu", weights_only=True), strict=True)
+    return net.eval(), spec
+
+
+def make_env(run: Run) -> Any:
+    """The unwrapped DDC env of a run's config (no results store): its teacher, data and evaluator."""
+    kwargs = {**run.config.get("env_kwargs", {}), "store": None, "run": None}
+    return gym.make(run.config["env_id"], **kwargs).unwrapped
+
+
+class _Narrow(nn.Module):
+    """A teacher whose logits are narrowed to a class subset (as the env's evaluator does)."""
+
+    def __init__(self, net: nn.Module, classes: Sequence[int]) -> None:
+        super().__init__()
+        self.net, self.classes = net, list(classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, self.classes]
+
+
+def measure_test_accuracy(env: Any, net: nn.Module, *, teacher: bool = False) -> float:
+    """Top-1 accuracy of ``net`` on the env data's test split: on the evaluator's device and precision (as
+    validation accuracy is measured), TorchScript modules on the CPU in fp32; ``teacher=True`` narrows the
+    logits to the env's class subset."""
+    evaluator, data = env.evaluator, env.evaluator.data
+    if isinstance(net, torch.jit.ScriptModule):
+        device, precision = torch.device("cpu"), Precision(None, False)
+    else:
+        device, precision = evaluator.device, evaluator.precision
+        net = precision.prepare(net.to(device))
+    if teacher and evaluator.subset:
+        net = _Narrow(net, evaluator.class_indices)
+    return evaluate_accuracy(net, data.test, data.mean, data.std, device=device, precision=precision)
+
+
+# --------------------------------------------------------------------------------------------------- rows
+
+
+def _teacher_row(run: Run, env_label: str) -> dict[str, Any]:
+    """The teacher's row from the teacher values a run recorded."""
+    s = run.summary
+    if run.kind == "baseline":
+        t = s.get("teacher", {})
+    else:
+        info = s.get("best_info") or {}
+        t = {k.removeprefix("teacher_"): v for k, v in info.items() if k.startswith("teacher_")}
+    return {"kind": "teacher", "method": env_label, "run": None, "val_acc": t.get("val_acc"), "test_acc": None,
+            "params": t.get("params"), "param_ratio": 1.0, "flop_ratio": 1.0,
+            "latency_ratio": 1.0 if t.get("latency_ms") is not None else None, "size_bytes": t.get("size_bytes"),
+            "evaluations": None, "wall_seconds": None, "spec_hash": None}
+
+
+def _model_row(model: FinalModel) -> dict[str, Any]:
+    r = model.record
+    return {"kind": model.run.kind, "method": model.method, "run": str(model.run.path), "val_acc": r.get("val_acc"),
+            "test_acc": None, "params": r.get("params"), "param_ratio": r.get("param_ratio"),
+            "flop_ratio": r.get("flop_ratio"), "latency_ratio": r.get("latency_ratio"),
+            "size_bytes": r.get("size_bytes"), "evaluations": model.evaluations, "wall_seconds": model.wall_seconds,
+            "spec_hash": r.get("spec_hash")}
+
+
+def _teacher_label(run: Run, several: bool) -> str:
+    path = (run.summary.get("teacher") or {}).get("path")
+    name = Path(path).name if path else run.config.get("env_kwargs", {}).get("model", "?")
+    return f"teacher ({name}, {run.config['env_id']})" if several else f"teacher ({name})"
+
+
+def report_rows(runs: Sequence[Run], *, test: bool = True) -> list[dict[str, Any]]:
+    """One row per teacher (distinct env), per search's best student and per baseline final model; with
+    ``test``, each row's ``test_acc`` is measured on its env's test split."""
+    by_env: dict[str, list[Run]] = {}
+    for run in runs:
+        by_env.setdefault(run.env_key, []).append(run)
+    rows = []
+    for env_runs in by_env.values():
+        env = make_env(env_runs[0]) if test else None
+        try:
+            teacher = _teacher_row(env_runs[0], _teacher_label(env_runs[0], len(by_env) > 1))
+            if env is not None:
+                teacher["test_acc"] = measure_test_accuracy(env, env.evaluator.teacher, teacher=True)
+            rows.append(teacher)
+            for run in env_runs:
+                for model in final_models(run):
+                    row = _model_row(model)
+                    if env is not None and model.files:
+                        row["test_acc"] = measure_test_accuracy(env, load_model(run.path, model.files)[0])
+                    rows.append(row)
+        finally:
+            if env is not None:
+                env.close()
+    return rows
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, fmt)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value >= 1.0 or value <= 0 else f"{value:.3f} ({1 / value:.1f}x fewer)"
+
+
+COLUMNS = ("method", "val acc", "test acc", "params", "params ratio", "FLOPs ratio", "latency ratio", "size (MB)",
+           "evaluations", "wall time")
+
+
+def format_table(rows: Iterable[dict[str, Any]]) -> str:
+    """The rows as a markdown table in the DDC paper's form."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for r in rows:
+        size = r["size_bytes"] / 1e6 if r["size_bytes"] is not None else None
+        cells = (r["method"], _num(r["val_acc"], ".4f"), _num(r["test_acc"], ".4f"), _num(r["params"], ","),
+                 _ratio(r["param_ratio"]), _num(r["flop_ratio"], ".3f"), _num(r["latency_ratio"], ".3f"),
+                 _num(size, ".3f"), _num(r["evaluations"], "d"), _duration(r["wall_seconds"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------- plots
+
+
+def _best_so_far(episodes: list[dict[str, Any]], key: str) -> list[float]:
+    """``key`` of the best-rewarded episode up to each episode (NaN while that value is missing)."""
+    out, best, best_reward = [], None, -math.inf
+    for e in episodes:
+        if e.get("reward") is not None and e["reward"] > best_reward:
+            best, best_reward = e, e["reward"]
+        value = best.get(key) if best is not None else None
+        out.append(math.nan if value is None else float(value))
+    return out
+
+
+def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
+    """``curves.png``: per-episode metrics of each search; None when no search has an episode log."""
+    from matplotlib.figure import Figure
+
+    logs = [(run, eps) for run in runs if run.kind == "search" and (eps := read_episodes(run))]
+    if not logs:
+        return None
+    latency = all(e.get("latency_ratio") is not None for _, eps in logs for e in eps if e.get("status") == "ok")
+    panels = [("reward", "reward"), ("val_acc", "validation accuracy"), ("param_ratio", "params ratio"),
+              ("latency_ratio", "latency ratio") if latency else ("flop_ratio", "FLOPs ratio (latency not measured)")]
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    for i, (run, eps) in enumerate(logs):
+        color = f"C{i % 10}"
+        x = [e["episode"] for e in eps]
+        for ax, (key, _) in zip(axes, panels):
+            points = [(e["episode"], e[key]) for e in eps if e.get(key) is not None]
+            if points:
+                ax.scatter(*zip(*points), s=10, alpha=0.4, color=color)
+            ax.plot(x, _best_so_far(eps, key), color=color, drawstyle="steps-post", label=run.name)
+    for ax, (_, title) in zip(axes, panels):
+        ax.set_title(title)
+        ax.set_xlabel("episode")
+        ax.grid(alpha=0.3)
+    axes[0].legend(title="line: best so far (by reward)", fontsize="small")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+_MARKERS = ("s", "^", "v", "P", "X", "h", "<", ">", "p")  # ("D": a search's best, "*": the teacher)
+
+
+def plot_pareto(runs: Sequence[Run], rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """``pareto.png``: validation accuracy against params ratio and against latency (or FLOPs) ratio."""
+    from matplotlib.figure import Figure
+
+    points = [[r["record"] for r in run.store_rows() if r["record"].get("status") == "ok"] for run in runs]
+    finals = [final_models(run) for run in runs]
+    every = [rec for recs in points for rec in recs] + [m.record for models in finals for m in models]
+    latency = bool(every) and all(rec.get("latency_ratio") is not None for rec in every)
+    second = ("latency_ratio", "latency ratio (student / teacher)") if latency else \
+        ("flop_ratio", "FLOPs ratio (student / teacher; latency not measured)")
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, (key, label) in zip(axes, [("param_ratio", "params ratio (student / teacher)"), second]):
+        for i, (run, models) in enumerate(zip(runs, finals)):
+            color = f"C{i % 10}"
+            recs = [r for r in points[i] if r.get(key) is not None]
+            ax.scatter([r[key] for r in recs], [r["val_acc"] for r in recs], s=8, alpha=0.35, color=color,
+                       label=f"{run.name}: evaluated")
+            for j, m in enumerate(models):
+                if m.record.get(key) is None:
+                    continue
+                if run.kind == "search":
+                    ax.scatter(m.record[key], m.record["val_acc"], s=80, marker="D", color=color,
+                               edgecolors="black", zorder=3, label=f"{run.name}: best")
+                else:
+                    ax.scatter(m.record[key], m.record["val_acc"], s=55, marker=_MARKERS[i % len(_MARKERS)],
+                               color=color, edgecolors="black", zorder=3,
+                               label=f"{run.name}: final" if j == 0 else None)
+                    ax.annotate(m.record.get("label", m.method), (m.record[key], m.record["val_acc"]),
+                                fontsize=7, xytext=(4, 4), textcoords="offset points")
+        for row in rows:
+            if row["kind"] == "teacher" and row["val_acc"] is not None:
+                ax.scatter(1.0, row["val_acc"], s=220, marker="*", color="gold", edgecolors="black", zorder=4,
+                           label=row["method"])
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="x-small")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+
+@dataclass
+class Report:
+    """What :func:`make_report` wrote: the table rows, the markdown table and every written file."""
+
+    rows: list[dict[str, Any]]
+    markdown: str
+    paths: list[Path] = field(default_factory=list)
+
+
+def make_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, *, test: bool = True) -> Report:
+    """Read the run folders, measure test accuracy of the final models (unless ``test=False``) and write the
+    plots, ``report.md`` and ``report.json`` to ``out`` (default: the first run folder's ``report/``)."""
+    if not run_dirs:
+        raise ValueError("a report needs at least one run folder")
+    runs = [read_run(p) for p in run_dirs]
+    out = Path(out) if out is not None else runs[0].path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report_rows(runs, test=test)
+    markdown = format_table(rows)
+    paths = [p for p in (plot_curves(runs, out / "curves.png"), plot_pareto(runs, rows, out / "pareto.png"))
+             if p is not None]
+    atomic_write_text(out / "report.md", f"# Report\n\nRuns: {', '.join(str(r.path) for r in runs)}\n\n"
+                                         f"{markdown}\n")
+    atomic_write_text(out / "report.json", json.dumps({"runs": [str(r.path) for r in runs], "rows": rows},
+                                                      indent=1, default=str))
+    return Report(rows, markdown, [*paths, out / "report.md", out / "report.json"])
+
+
+__all__ = ["FinalModel", "Report", "Run", "final_models", "format_table", "load_model", "make_env", "make_report",
+           "measure_test_accuracy", "plot_curves", "plot_pareto", "quiet_jit", "read_episodes", "read_run",
+           "report_rows"]
