@@ -20,7 +20,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import gymnasium as gym
 import torch
 import yaml
 from torch import nn
+from tqdm.auto import tqdm
 
 import ddc_env
 from ddc_env.arch import NetSpec
@@ -128,6 +129,10 @@ class Context:
         self.results: list[dict[str, Any]] = []
         self.evaluations = 0
         self._started = time.perf_counter()
+
+    def bar(self, items: Sequence[Any], desc: str) -> Iterable[Any]:
+        """``items`` with a progress bar named ``desc`` (none when the run is quiet)."""
+        return tqdm(items, desc=f"{self.method} {desc}".strip(), disable=not self.progress, leave=False)
 
     # -- training --------------------------------------------------------------------------------------
     def finetune(self, net: nn.Module, epochs: int | None = None, lr: float | None = None) -> LoopResult | None:

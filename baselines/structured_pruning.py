@@ -183,7 +183,7 @@ def run(ctx: Context, *, ranking: str, allocation: str, target: str, ratio: floa
     rank: Callable[[nn.Module, NetSpec], dict[str, torch.Tensor]] = (
         (lambda m, s: taylor_importance(m, s, ctx, ranking_images)) if ranking == "taylor" else l1_ranking)
     start = time.perf_counter()
-    for step in range(1, steps + 1):
+    for step in ctx.bar(range(1, steps + 1), "prune + KD steps"):
         goal = teacher_cost * ratio ** (step / steps)
         importance = rank(net, spec)
         counts = (allocate_global(spec, importance, floors, goal, target) if allocation == "global"

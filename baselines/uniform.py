@@ -29,7 +29,7 @@ class Kwargs:
 
 
 def run(ctx: Context, *, widths: tuple[float, ...], epochs: int | None) -> None:
-    for width in widths:
+    for width in ctx.bar(widths, "widths"):
         start = time.perf_counter()
         spec = ctx.env.student_spec(uniform_choices(ctx.teacher_spec, width))
         net = ctx.evaluator.init_student(spec)
