@@ -169,11 +169,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``data`` with each ``key=value`` applied in order (dotted keys reach into mappings, values parse as
-    YAML scalars). Changing ``agent`` drops the previous agent's ``agent_kwargs`` (with a warning), so a
-    config written for one agent runs another with that agent's defaults."""
-    allowed = [f.name for f in dataclasses.fields(SearchConfig)]
+def set_dotted(data: dict[str, Any], overrides: Sequence[str], allowed: Sequence[str],
+               what: str = "config") -> dict[str, Any]:
+    """A deep copy of ``data`` with each ``key=value`` applied in order: dotted keys reach into mappings (created
+    when missing), values parse as YAML scalars, the first key must be one of ``allowed``."""
     out = json.loads(json.dumps(data, default=str))  # a deep copy of plain data
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -182,12 +181,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             raise ValueError(f"an override is key=value with a dotted key (e.g. env_kwargs.fidelity=smoke), "
                              f"got {item!r}")
         if path[0] not in allowed:
-            raise ValueError(f"unknown search config key {path[0]!r} in override {item!r}; allowed: {allowed}")
-        value = parse_scalar(text)
-        if path == ["agent"] and value != out.get("agent") and out.get("agent_kwargs"):
-            warnings.warn(f"agent {value!r} replaces {out.get('agent')!r}: the config's agent_kwargs "
-                          f"{sorted(out['agent_kwargs'])} are dropped", UserWarning, stacklevel=2)
-            out["agent_kwargs"] = {}
+            raise ValueError(f"unknown {what} key {path[0]!r} in override {item!r}; allowed: {list(allowed)}")
         node = out
         for depth, name in enumerate(path[:-1]):
             child = node.get(name)
@@ -196,7 +190,23 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if not isinstance(child, dict):
                 raise ValueError(f"cannot set {key}: {'.'.join(path[:depth + 1])} is {child!r}, not a mapping")
             node = child
-        node[path[-1]] = value
+        node[path[-1]] = parse_scalar(text)
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with each ``key=value`` applied in order (see :func:`set_dotted`). Changing ``agent`` drops the
+    previous agent's ``agent_kwargs`` (with a warning), so a config written for one agent runs another with that
+    agent's defaults."""
+    allowed = [f.name for f in dataclasses.fields(SearchConfig)]
+    out = json.loads(json.dumps(data, default=str))
+    for item in overrides:
+        previous = out.get("agent")
+        out = set_dotted(out, [item], allowed, "search config")
+        if item.partition("=")[0].strip() == "agent" and out["agent"] != previous and out.get("agent_kwargs"):
+            warnings.warn(f"agent {out['agent']!r} replaces {previous!r}: the config's agent_kwargs "
+                          f"{sorted(out['agent_kwargs'])} are dropped", UserWarning, stacklevel=2)
+            out["agent_kwargs"] = {}
     return out
 
 
@@ -411,4 +421,4 @@ def _summary(config: SearchConfig, run_dir: Path, log: RunLog, facts: dict[str, 
 
 
 __all__ = ["EnvFactory", "RunLog", "SearchConfig", "apply_overrides", "load_config", "parse_scalar",
-           "read_run_config", "run_search"]
+           "read_run_config", "run_search", "set_dotted"]

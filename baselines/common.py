@@ -86,24 +86,13 @@ def load_baseline_config(path: str | Path, name: str, overrides: Sequence[str] =
     """The config of baseline ``name`` from a baselines YAML file: top-level ``env_id``, ``env_kwargs``,
     ``seed``, and per-baseline arguments under ``baselines.<name>``. ``overrides`` are ``key=value`` with
     dotted keys into that file (e.g. ``baselines.l1_pruning.ratio=0.2``, ``env_kwargs.fidelity=smoke``)."""
-    from agents.search import parse_scalar, read_yaml
+    from agents.search import read_yaml, set_dotted
 
-    data = read_yaml(path)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        keys = key.strip().split(".")
-        if not sep or not all(keys):
-            raise ValueError(f"an override is key=value with a dotted key, got {item!r}")
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"cannot set {key}: {k} is not a mapping")
-        node[keys[-1]] = parse_scalar(text)
-    allowed = {"env_id", "env_kwargs", "seed", "baselines"}
-    unknown = sorted(set(data) - allowed)
+    allowed = ("env_id", "env_kwargs", "seed", "baselines")
+    data = set_dotted(read_yaml(path), overrides, allowed, "baselines config")
+    unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown baselines config key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ValueError(f"unknown baselines config key(s) {unknown}; allowed: {list(allowed)}")
     if "env_id" not in data:
         raise ValueError(f"{path} needs an env_id")
     kwargs = (data.get("baselines") or {}).get(name) or {}

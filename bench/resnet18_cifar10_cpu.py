@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 from torch import nn
 
 from agents.search import SearchConfig, run_search
@@ -34,6 +33,7 @@ from baselines.common import Context
 from ddc_env.arch import NetSpec, uniform_choices
 from ddc_env.metrics import measure_latency
 from ddc_env.paths import atomic_write_text
+from ddc_env.report import load_model, measure_test_accuracy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ENV_ID = "DDC-ResNet18-CIFAR10"
@@ -53,12 +53,6 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
                                         "ent_coef": 0.01, "gamma": 1.0} if args.agent == "maskable_ppo" else {},
                           episodes=args.episodes, seed=args.seed)
     return run_search(config, args.out / "search", progress=True)
-
-
-def test_accuracy(ctx: Context, net: nn.Module) -> float:
-    data = ctx.evaluator.data
-    logits = ctx.evaluator._logits(net, data.test.x)
-    return (logits.argmax(1).cpu() == data.test.y.cpu()).float().mean().item()
 
 
 def interleaved_latency(models: dict[str, nn.Module], shape: tuple[int, ...], rounds: int) -> dict[str, float]:
@@ -128,9 +122,8 @@ def main() -> None:
                            steps=args.prune_steps, epochs=1, final_epochs=args.final_epochs - args.prune_steps,
                            ranking_images=1024)
     pruned = ctx.results[-1]
-    pruned_spec = NetSpec.from_dict(pruned["record"]["spec"])
-    pruned_net = structured_pruning_model(ctx, pruned)
-    models["L1 structured pruning"] = (pruned_net, pruned_spec)
+    pruned_net, pruned_spec = load_model(ctx.run_dir, pruned["model"])
+    models["L1 structured pruning"] = (ctx.precision.prepare(pruned_net.to(ctx.device)), pruned_spec)
     facts["L1 structured pruning"] = {"evaluations": args.prune_steps, "seconds": time.perf_counter() - t0}
     print(f"L1 pruning + KD: {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -140,7 +133,7 @@ def main() -> None:
     teacher_params = ctx.teacher_spec.params
     for name, (net, spec) in models.items():
         rows.append({"method": name, "val_acc": ctx.evaluator.accuracy(net, teacher=name == "teacher"),
-                     "test_acc": test_accuracy(ctx, net), "params": spec.params,
+                     "test_acc": measure_test_accuracy(env, net, teacher=name == "teacher"), "params": spec.params,
                      "param_ratio": spec.params / teacher_params, "flop_ratio": spec.flops / ctx.teacher_spec.flops,
                      "latency_ms": latency[name], "latency_ratio": latency[name] / latency["teacher"],
                      **facts[name]})
@@ -154,16 +147,6 @@ def main() -> None:
     atomic_write_text(args.out / "results.md", f"{table}\n\n`{command}`\n")
     print(table)
     print(command)
-
-
-def structured_pruning_model(ctx: Context, result: dict[str, Any]) -> nn.Module:
-    """The pruned model the baseline saved (spec + weights in its run folder)."""
-    from ddc_env.arch import build
-
-    spec = NetSpec.from_json((ctx.run_dir / result["model"]["spec"]).read_text())
-    net = build(spec)
-    net.load_state_dict(torch.load(ctx.run_dir / result["model"]["weights"], weights_only=True))
-    return ctx.precision.prepare(net.to(ctx.device)).eval()
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -157,7 +157,7 @@ def test_cli_baseline_runs_a_config_section_with_overrides(tmp_path, synth_teach
     (["baseline", "nope"], "invalid choice: 'nope'"),
     (["baseline", "uniform", "--set", "baselines.uniform.widths=[2]"], "widths must be a non-empty list"),
     (["baseline", "uniform", "--set", "env_kwargs.fidelity=bogus"], "unknown fidelity 'bogus'"),
-    (["baseline", "uniform", "--set", "bogus=1"], "unknown baselines config key(s) ['bogus']"),
+    (["baseline", "uniform", "--set", "bogus=1"], "unknown baselines config key 'bogus' in override"),
 ])
 def test_cli_baseline_errors_are_clear(argv, message, tmp_path, synth_teacher, synth_dir, capsys):
     path = _write_config(tmp_path, synth_teacher, synth_dir)
