@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from ddc_env.validate import check_names
+
 
 @dataclass(frozen=True)
 class AgentEntry:
@@ -56,17 +58,16 @@ class AgentEntry:
 
             return dataclasses.asdict(make_hyperparams(module.Hyperparams, given))
         defaults = table[self.fixed["algo"]]
-        unknown = sorted(set(given) - set(defaults))
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown}; allowed: {sorted(defaults)}")
+        check_names(given, sorted(defaults), "hyperparameter(s)")
         return {**defaults, **given}
 
 
-_SB3 = "agents.sb3"
+_PKG = "ddc_env.agents."
+_SB3 = _PKG + "sb3"
 AGENTS: Mapping[str, AgentEntry] = MappingProxyType({
-    "reinforce": AgentEntry("agents.reinforce", "N2N's controllers (BiLSTM removal, LSTM shrink), REINFORCE"),
-    "actor_critic": AgentEntry("agents.actor_critic", "recurrent actor-critic: one LSTM with policy and value heads"),
-    "encoder_decoder": AgentEntry("agents.encoder_decoder", "BiLSTM encoder over the layer table, LSTM decoder, "
+    "reinforce": AgentEntry(_PKG + "reinforce", "N2N's controllers (BiLSTM removal, LSTM shrink), REINFORCE"),
+    "actor_critic": AgentEntry(_PKG + "actor_critic", "recurrent actor-critic: one LSTM with policy and value heads"),
+    "encoder_decoder": AgentEntry(_PKG + "encoder_decoder", "BiLSTM encoder over the layer table, LSTM decoder, "
                                                             "REINFORCE"),
     "ppo": AgentEntry(_SB3, "stable-baselines3 PPO", {"algo": "ppo"}, vectorized=True),
     "a2c": AgentEntry(_SB3, "stable-baselines3 A2C", {"algo": "a2c"}, vectorized=True),
@@ -75,8 +76,8 @@ AGENTS: Mapping[str, AgentEntry] = MappingProxyType({
                                vectorized=True, requires=("sb3_contrib",)),
     "recurrent_ppo": AgentEntry(_SB3, "sb3-contrib RecurrentPPO (LSTM policy)", {"algo": "recurrent_ppo"},
                                 vectorized=True, requires=("sb3_contrib",)),
-    "random": AgentEntry("agents.random_search", "masked uniform random actions (the reference)"),
-    "uniform": AgentEntry("agents.uniform", "one episode per width below 1, the same width everywhere"),
+    "random": AgentEntry(_PKG + "random_search", "masked uniform random actions (the reference)"),
+    "uniform": AgentEntry(_PKG + "uniform", "one episode per width below 1, the same width everywhere"),
 })
 
 

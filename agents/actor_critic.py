@@ -23,7 +23,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import SearchLog, make_hyperparams
+from .common import EpisodeLog, make_hyperparams
 from .controllers import (RecurrentActorCritic, check_sequential, load_agent, load_controller, sample_masked,
                           save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -79,7 +79,7 @@ def rollout(env: gym.Env, net: RecurrentActorCritic, generator: torch.Generator)
             return Episode(float(reward), info, torch.stack(log_probs), torch.stack(values), torch.stack(entropies))
 
 
-def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: int = 0,
         checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
         **hyperparams: Any) -> None:
     """Search with the recurrent actor-critic until ``log.episodes >= episodes``; the full agent state goes to
@@ -121,8 +121,8 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: i
             optimizer.step()
             iteration += 1
             for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy)):
-                log.scalar(f"{AGENT}/{key}", value.item())
-            log.scalar(f"{AGENT}/mean_reward", sum(ep.reward for ep in batch) / len(batch))
+                log.scalar(f"train/{key}", value.item())
+            log.scalar("train/mean_reward", sum(ep.reward for ep in batch) / len(batch))
             if checkpoint is not None:
                 save_agent(checkpoint, agent=AGENT, n_actions=n_actions, controller=net,
                            optimizers={"actor_critic": optimizer}, generator=generator, iteration=iteration,

@@ -24,7 +24,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import SearchLog, layer_features, make_hyperparams
+from .common import EpisodeLog, layer_features, make_hyperparams
 from .controllers import (EncoderDecoder, MovingAverageBaseline, check_sequential, load_agent, load_controller,
                           sample_masked, save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -79,7 +79,7 @@ def rollout(env: gym.Env, net: EncoderDecoder, memory: torch.Tensor, generator: 
             return Episode(float(reward), info, log_prob, entropy)
 
 
-def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: int = 0,
         checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
         **hyperparams: Any) -> None:
     """Search with the encoder-decoder controller until ``log.episodes >= episodes``; the full agent state
@@ -124,7 +124,7 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: i
             iteration += 1
             for key, value in (("loss", loss.item()), ("baseline", baseline.value), ("entropy", entropy.item()),
                                ("mean_reward", float(rewards.mean()))):
-                log.scalar(f"{AGENT}/{key}", value)
+                log.scalar(f"train/{key}", value)
             if checkpoint is not None:
                 save_agent(checkpoint, agent=AGENT, n_actions=n_actions, controller=net,
                            optimizers={"encoder_decoder": optimizer}, generator=generator, iteration=iteration,

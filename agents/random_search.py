@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ddc_env.paths import atomic_write_text
 
-from .common import SearchLog, make_hyperparams
+from .common import EpisodeLog, make_hyperparams
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def random_search(env: gym.Env, episodes: int, seed: int = 0, progress: bool = T
     return result
 
 
-def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: int = 0,
         checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
         **hyperparams: Any) -> None:
     """Random search under the agent contract: masked random episodes until ``log.episodes >= episodes``.

@@ -37,7 +37,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import SearchLog, layer_features, make_hyperparams
+from .common import EpisodeLog, layer_features, make_hyperparams
 from .controllers import (MovingAverageBaseline, RemovalPolicy, ShrinkPolicy, check_sequential, decision_index,
                           is_shrink_pass, load_agent, load_controller, sample_masked, save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -129,7 +129,7 @@ def rollout(env: gym.Env, shrink: ShrinkPolicy, removal_logits: torch.Tensor | N
             return Episode(float(reward), info, log_prob, entropy, removal)
 
 
-def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: int = 0,
         checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
         **hyperparams: Any) -> None:
     """Search with N2N's controllers until ``log.episodes >= episodes`` (see the module docstring); the full
@@ -195,7 +195,7 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: i
             progress.iteration += 1
             for key, value in (("loss", loss.item()), ("baseline", baseline.value), ("entropy", entropy.item()),
                                ("mean_reward", float(rewards.mean()))):
-                log.scalar(f"{AGENT}/{key}", value)
+                log.scalar(f"train/{key}", value)
             if checkpoint is not None:
                 save_agent(checkpoint, agent=AGENT, n_actions=n_actions, controller=controller,
                            optimizers=optimizers, generator=generator, baseline=baseline.value,

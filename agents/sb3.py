@@ -5,13 +5,14 @@ defaults (PPO's ``n_steps=2048``) would spend ~100 evaluations on one update. :d
 defaults sized in *episodes* instead: an update costs a handful of evaluations. ``None`` entries are derived
 from the env's (longest) episode length by :func:`resolve_hyperparams`.
 
-:func:`run` trains until the :class:`~agents.common.SearchLog` holds ``episodes`` finished episodes (counted,
-not guessed from timesteps: two-stage episodes vary in length), logs every finished episode to the log and to
-SB3's logger (``ddc/*`` scalars in TensorBoard beside SB3's own), checkpoints after every update and resumes.
+:func:`run` trains until the log (e.g. :class:`ddc_env.cli.runs.SearchLog`) holds ``episodes`` finished episodes
+(counted, not guessed from timesteps: two-stage episodes vary in length), reports every finished episode to it,
+forwards SB3's own scalars (``train/loss``, ``rollout/...``) to the log's ``agent/*`` scalars so one TensorBoard
+folder holds everything against episodes, checkpoints after every update and resumes.
 
 Example::
 
-    log = SearchLog("runs/ppo", total_episodes=200)
+    log = SearchLog("runs/ppo", total_episodes=200)          # ddc_env.cli.runs.SearchLog
     run(lambda: gym.make("DDC-LeNet5-MNIST", fidelity="zero", store="runs/r.sqlite"), episodes=200, log=log,
         algo="maskable_ppo", checkpoint=Path("runs/ppo/model.zip"), learning_rate=1e-3)
 """
@@ -34,13 +35,14 @@ import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from ddc_env.paths import atomic_writer
 
-from .common import EPISODE_SCALARS, SearchLog
+from .common import EpisodeLog
 
 ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo")
 _CONTRIB = {"maskable_ppo": ("MaskablePPO", "MlpPolicy"), "recurrent_ppo": ("RecurrentPPO", "MlpLstmPolicy")}
@@ -96,12 +98,26 @@ def resolve_hyperparams(algo: str, overrides: Mapping[str, Any], episode_length:
     return params
 
 
+class LogWriter(KVWriter):
+    """An SB3 logger output that forwards every numeric value SB3 logs to ``log.scalar`` (``agent/<key>``)."""
+
+    def __init__(self, log: EpisodeLog) -> None:
+        self.log = log
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        for key, value in key_values.items():
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value):
+                self.log.scalar(key, float(value))
+
+    def close(self) -> None:
+        pass
+
+
 class MetricsCallback(BaseCallback):
-    """Logs every finished episode to ``log`` (:meth:`SearchLog.record`) and to SB3's logger (``ddc/*``:
-    means over the episodes since the last dump, the best reward, the episode count); stops training once
+    """Reports every finished episode to ``log`` (its terminal reward and info); stops training once
     ``log.episodes >= episodes`` (off-policy algorithms one step later, logging nothing more)."""
 
-    def __init__(self, log: SearchLog, episodes: int) -> None:
+    def __init__(self, log: EpisodeLog, episodes: int) -> None:
         super().__init__()
         self.log = log
         self.episodes = episodes
@@ -114,13 +130,6 @@ class MetricsCallback(BaseCallback):
             info = {k: v for k, v in infos[i].items() if k not in _VEC_INFO_KEYS}
             reward = float(info.get("reward", rewards[i]))  # the env's float64 reward; the vec env's is float32
             self.log.record(reward, info)
-            for key, value in {"reward": reward, **info}.items():
-                if key in EPISODE_SCALARS and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.logger.record_mean(f"ddc/{key}", value)
-            self.logger.record_mean("ddc/cache_hit_rate", float(bool(info.get("cache_hit"))))
-            self.logger.record_mean("ddc/invalid_rate", float(info.get("status") == "invalid"))
-            self.logger.record("ddc/best_reward", self.log.best_reward)
-            self.logger.record("ddc/episodes", self.log.episodes)
         # an off-policy algorithm stores the transition after this callback: stop one step later, so the last
         # episode's terminal transition (its reward) reaches the replay buffer and the checkpoint
         return self.log.episodes < self.episodes or isinstance(self.model, OffPolicyAlgorithm)
@@ -133,7 +142,7 @@ class _CheckpointCallback(BaseCallback):
     """Saves the model (and a replay buffer) at the start of every rollout, i.e. after every update, when
     anything happened since the last save."""
 
-    def __init__(self, path: Path, log: SearchLog) -> None:
+    def __init__(self, path: Path, log: EpisodeLog) -> None:
         super().__init__()
         self.path, self.log = path, log
         self._saved_at = -1
@@ -150,7 +159,7 @@ class _CheckpointCallback(BaseCallback):
         return True
 
 
-def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: int = 0,
         checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
         algo: str = "ppo", n_envs: int = 1, **hyperparams: Any) -> None:
     """Train an SB3 ``algo`` on ``n_envs`` copies of ``env_fn()`` until ``log`` holds ``episodes`` episodes.
@@ -167,7 +176,7 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: i
       ``start_episode=saved_episodes(checkpoint)`` so the episode count continues too.
     - ``init_from``: a checkpoint of another run (same algo and policy, possibly another env id: the spaces do
       not depend on the teacher's depth) whose weights start the policy; ignored when resuming.
-    - TensorBoard: SB3's scalars and ``ddc/*`` go to ``log.run_dir / "tensorboard" / <algo>_<n>``.
+    - TensorBoard: SB3's scalars go to ``log.scalar`` (the log's ``agent/*``), episodes to ``log.record``.
     """
     cls, policy = _algorithm(algo)
     _check_positive("episodes", episodes)
@@ -189,15 +198,15 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: i
                              f"'maskable_ppo'")
         episode_length = max(vec_env.get_attr("steps_left"))  # the longest episode, at the start of one
         params = resolve_hyperparams(algo, hyperparams, episode_length, n_envs)
-        tensorboard = str(log.run_dir / "tensorboard") if log.run_dir is not None else None
         resuming = resume and ckpt is not None and ckpt.exists()
         if resuming:
-            model = _load(cls, ckpt, vec_env, params, tensorboard, log)
+            model = _load(cls, ckpt, vec_env, params, log)
             model.set_random_seed(seed)
         else:
-            model = cls(policy, vec_env, seed=seed, tensorboard_log=tensorboard, **params)
+            model = cls(policy, vec_env, seed=seed, **params)
             if init is not None:
                 _init_weights(model, init, algo)
+        model.set_logger(Logger(folder=None, output_formats=[LogWriter(log)]))
         callbacks: list[BaseCallback] = [MetricsCallback(log, episodes)]
         if ckpt is not None:
             callbacks.append(_CheckpointCallback(ckpt, log))
@@ -205,7 +214,7 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: i
         if remaining > 0:
             # an upper bound: n_envs episodes in flight, each at most episode_length steps; the callback stops
             model.learn(total_timesteps=(remaining + n_envs) * episode_length, callback=callbacks,
-                        log_interval=1, tb_log_name=algo, reset_num_timesteps=not resuming)
+                        log_interval=1, reset_num_timesteps=not resuming)
         if ckpt is not None:
             save_checkpoint(model, ckpt, log.episodes)
     finally:
@@ -277,16 +286,16 @@ def _monitored(env_fn: Callable[[], gym.Env], threads: int | None = None) -> gym
 
 
 def _load(cls: type[BaseAlgorithm], path: Path, vec_env: VecEnv, params: dict[str, Any],
-          tensorboard: str | None, log: SearchLog) -> BaseAlgorithm:
+          log: EpisodeLog) -> BaseAlgorithm:
     """Resume from ``path``: its weights, optimiser and counters, with ``params`` applied (the architecture
     stays the checkpoint's)."""
     saved = saved_episodes(path)
     if log.episodes != saved:
         warnings.warn(f"resuming from {path}, saved after {saved} episodes, with a log at {log.episodes}; create "
-                      f"the SearchLog with start_episode=saved_episodes(checkpoint) to continue the count",
+                      f"the log with start_episode=saved_episodes(checkpoint) to continue the count",
                       stacklevel=3)
     kwargs = {k: v for k, v in params.items() if k not in ("policy_kwargs", "device")}
-    model = cls.load(path, env=vec_env, device=params["device"], tensorboard_log=tensorboard, **kwargs)
+    model = cls.load(path, env=vec_env, device=params["device"], **kwargs)
     replay = _replay_path(path)
     if isinstance(model, OffPolicyAlgorithm) and replay.exists():
         empty = model.replay_buffer
@@ -317,5 +326,5 @@ def _replay_path(path: Path) -> Path:
     return path.with_name(path.name + ".replay.pkl")
 
 
-__all__ = ["ALGOS", "HYPERPARAMS", "MetricsCallback", "resolve_hyperparams", "run", "save_checkpoint",
+__all__ = ["ALGOS", "HYPERPARAMS", "LogWriter", "MetricsCallback", "resolve_hyperparams", "run", "save_checkpoint",
            "saved_episodes"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ddc_env.paths import atomic_write_text
 
-from .common import SearchLog, make_hyperparams
+from .common import EpisodeLog, make_hyperparams
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,13 @@ class Hyperparams:
 
 def width_actions(env: gym.Env) -> list[int]:
     """Action indices of the widths below 1.0 (action 0 removes, action k keeps ``width_choices[k - 1]``)."""
-    widths = env.unwrapped.config.width_choices
+    widths = env.unwrapped.task.width_choices
     return [1 + k for k, w in enumerate(widths) if w < 1.0]
 
 
 def uniform_episode(env: gym.Env, action: int) -> tuple[float, dict[str, Any]]:
     """One episode taking ``action`` wherever the mask allows it, else keeping the unit at width 1.0."""
-    keep = len(env.unwrapped.config.width_choices)  # the action "keep at width 1.0"
+    keep = len(env.unwrapped.task.width_choices)  # the action "keep at width 1.0"
     env.reset()
     while True:
         mask = env.unwrapped.action_masks()
@@ -48,7 +48,7 @@ def uniform_episode(env: gym.Env, action: int) -> tuple[float, dict[str, Any]]:
             return float(reward), info
 
 
-def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: SearchLog, seed: int = 0,
+def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: int = 0,
         checkpoint: Path | None = None, resume: bool = False, init_from: Path | None = None,
         **hyperparams: Any) -> None:
     """Play the uniform widths in increasing order until ``log.episodes >= episodes`` or no width is left.

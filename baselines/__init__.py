@@ -3,7 +3,7 @@ metrics records into the same kind of results store, so one report compares them
 
 ``BASELINES`` maps a name to the module that runs it (imported only when used); each module has
 ``run(ctx, **kwargs)`` and a ``Kwargs`` dataclass of its arguments and defaults. Run one with
-``ddc baseline NAME --config configs/baselines/lenet5_mnist.yaml`` or :func:`baselines.common.run_baseline`.
+``ddc baseline NAME --config lenet5_mnist`` or :func:`ddc_env.cli.baseline.run_baseline`.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 from typing import Any
+
+from ddc_env.validate import check_names
 
 
 @dataclass(frozen=True)
@@ -30,28 +32,27 @@ class BaselineEntry:
         """The module's ``Kwargs`` defaults updated with ``given`` and the fixed arguments; unknown names or bad
         values raise a ValueError."""
         cls = self.load().Kwargs
-        allowed = [f.name for f in dataclasses.fields(cls) if f.name not in self.fixed]
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown argument(s) {unknown} for this baseline; allowed: {allowed}")
+        check_names(given, [f.name for f in dataclasses.fields(cls) if f.name not in self.fixed],
+                    "argument(s)")
         return dataclasses.asdict(cls(**{**given, **self.fixed}))
 
 
-_PRUNE = "baselines.structured_pruning"
+_PKG = "ddc_env.baselines."
+_PRUNE = _PKG + "structured_pruning"
 BASELINES: Mapping[str, BaselineEntry] = MappingProxyType({
     "l1_pruning": BaselineEntry(_PRUNE, "structured filter pruning by L1 norm + KD fine-tuning", {"ranking": "l1"}),
     "taylor_pruning": BaselineEntry(_PRUNE, "structured filter pruning by Taylor ranking (Molchanov 2017) + "
                                             "KD fine-tuning", {"ranking": "taylor"}),
-    "uniform": BaselineEntry("baselines.uniform", "one width multiplier for every unit, KD fine-tuned"),
+    "uniform": BaselineEntry(_PKG + "uniform", "one width multiplier for every unit, KD fine-tuned"),
     "pakd": BaselineEntry(_PRUNE, "PaKD: alternate per-layer structured pruning and KD over several stages",
                           {"allocation": "per_layer", "ranking": "l1"}),
-    "kd_student": BaselineEntry("baselines.kd_student", "KD into a fixed hand-designed student (DDC's small VGG)"),
-    "kd_pyramid": BaselineEntry("baselines.kd_student", "teacher-assistant chain: teacher -> assistants -> "
+    "kd_student": BaselineEntry(_PKG + "kd_student", "KD into a fixed hand-designed student (DDC's small VGG)"),
+    "kd_pyramid": BaselineEntry(_PKG + "kd_student", "teacher-assistant chain: teacher -> assistants -> "
                                                         "student, each distilled from the previous",
                                 {"chain": True}),
-    "deep_compression": BaselineEntry("baselines.deep_compression", "magnitude pruning + k-means weight sharing + "
+    "deep_compression": BaselineEntry(_PKG + "deep_compression", "magnitude pruning + k-means weight sharing + "
                                                                     "Huffman coding (Deep Compression)"),
-    "int8": BaselineEntry("baselines.quantize", "post-training static int8 quantization (teacher or a student)"),
+    "int8": BaselineEntry(_PKG + "quantize", "post-training static int8 quantization (teacher or a student)"),
 })
 
 

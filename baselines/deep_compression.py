@@ -54,7 +54,7 @@ from torch.nn.utils import parametrize, prune
 from ddc_env.arch import NetSpec, build
 from ddc_env.paths import atomic_write_bytes
 
-from .common import MODELS_DIR, Context
+from .common import Context
 
 MAGIC = b"DDCDC1"
 INDEX_BITS = {nn.Conv2d: 8, nn.Linear: 5}  # width of a relative index difference (Han et al., Sec. 2)
@@ -446,7 +446,7 @@ def run(ctx: Context, *, sparsity: float, prune_steps: int, finetune_epochs: int
                              sparsity=_sparsity(net))
         ctx.log(f"pruned_step{step}", record, time.perf_counter() - start)
     pruned_seconds = time.perf_counter() - start
-    teacher_bytes = ctx.evaluator.teacher_record["size_bytes"]
+    teacher_bytes = ctx.scorer.teacher_record()["size_bytes"]
     for clusters in k:
         t0 = time.perf_counter()
         shared = copy.deepcopy(net)
@@ -462,7 +462,7 @@ def run(ctx: Context, *, sparsity: float, prune_steps: int, finetune_epochs: int
         fix_shared_weights(modules)
         label = f"deep_compression_k{clusters}"
         blob, sizes = encode(shared.state_dict(), spec, huffman=huffman)
-        path = ctx.run_dir / MODELS_DIR / f"{label}.bin"
+        path, name = ctx.model_file(f"{label}.bin")
         atomic_write_bytes(path, blob)
         decoded = ctx.precision.prepare(build(spec).to(ctx.device))
         decoded.load_state_dict(decode(path, spec))
@@ -473,4 +473,4 @@ def run(ctx: Context, *, sparsity: float, prune_steps: int, finetune_epochs: int
         record = ctx.measure(decoded, spec=spec, size_bytes=len(blob), params=_nonzero_params(decoded, spec),
                              **facts)
         ctx.result(label, decoded, record, spec=spec, seconds=pruned_seconds + time.perf_counter() - t0,
-                   k=clusters, bitstream=f"{MODELS_DIR}/{label}.bin")
+                   k=clusters, bitstream=name)

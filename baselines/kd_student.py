@@ -83,15 +83,15 @@ def _positive(name: str, value: object, top: float | None) -> float:
 
 def student_spec(ctx: Context, name: str, width: float) -> NetSpec:
     """The spec of zoo model or small VGG ``name`` at ``width`` for the env's data (classes, channels, size)."""
-    data = ctx.evaluator.data
+    data = ctx.distiller.data
     shape = {"num_classes": data.num_classes, "in_channels": data.in_channels, "input_size": data.image_size}
     if name == SMALL_VGG:
         return ddc_small_vgg(**shape, width=width)
     spec = get_model_spec(name, **shape)
     if width == 1.0:
         return spec
-    return apply_decisions(spec, uniform_choices(spec, width), channel_round=ctx.env.config.channel_round,
-                           min_channels=ctx.env.config.min_channels)
+    return apply_decisions(spec, uniform_choices(spec, width), channel_round=ctx.task.channel_round,
+                           min_channels=ctx.task.min_channels)
 
 
 def default_assistants(ctx: Context, name: str, width: float) -> tuple[float, ...]:
@@ -116,8 +116,8 @@ def default_assistants(ctx: Context, name: str, width: float) -> tuple[float, ..
 
 def view_logits(ctx: Context, net: nn.Module) -> torch.Tensor:
     """(views, N, K) float32 logits of ``net`` on the evaluator's cached augmented training views."""
-    images, _ = ctx.evaluator.teacher_views()
-    return torch.stack([ctx.evaluator._logits(net, view) for view in images])
+    images, _ = ctx.distiller.teacher_views()
+    return torch.stack([ctx.distiller.logits(net, view) for view in images])
 
 
 def _init(ctx: Context, spec: NetSpec, seed: int) -> nn.Module:
@@ -136,14 +136,14 @@ def run(ctx: Context, *, student: str, width: float, epochs: int | None, lr: flo
         start = time.perf_counter()
         spec = student_spec(ctx, student, w)
         net = _init(ctx, spec, seed)
-        ctx.evaluator.distill(net, epochs, lr, teacher_logits=teacher_logits)
+        ctx.distiller.distill(net, epochs, lr, teacher_logits=teacher_logits)
         label = f"assistant {i}: {student} x{w:.3g}"
         ctx.log(label, ctx.measure(net, spec=spec, role="assistant", width=w, distilled_from=teacher_label),
                 time.perf_counter() - start)
         teacher_logits, teacher_label = view_logits(ctx, net), label
     spec = student_spec(ctx, student, width)
     net = _init(ctx, spec, seed)
-    ctx.evaluator.distill(net, epochs, lr, teacher_logits=teacher_logits)
+    ctx.distiller.distill(net, epochs, lr, teacher_logits=teacher_logits)
     ctx.result(f"{student} x{width:g}", net, ctx.measure(net, spec=spec, role="student", width=width,
                                                            distilled_from=teacher_label),
                spec=spec, student=student, width=width, assistants=list(assistants))

@@ -12,14 +12,16 @@ no channels_last), and ``convert_fx`` produces the int8 model, which takes float
 CPU only. FX graph mode quantization is deprecated in favour of torchao's PT2E flow, but is present and
 works in the installed torch (2.14.1); its deprecation and observer warnings are silenced here.
 
-Both models are measured side by side in the same run on the CPU: validation accuracy on float32 inputs,
-latency with :func:`ddc_env.metrics.measure_latency` at the evaluator's latency batch size, threads and
-repeats (measured even with ``latency="flops"``: speed is the point of int8), and ``serialized_size``.
+Both models are measured side by side on the CPU: validation accuracy on float32 inputs, ``serialized_size``, and
+their speed ratio timed in interleaved rounds (:func:`ddc_env.latency.measure_paired`, with the env's latency batch
+size and threads; measured even with ``latency="flops"``: speed is the point of int8). The float model's latency is
+the env's time model's; the int8 model's is that times the measured ratio, so both live on the teacher's scale.
 The float model is logged as ``fp32_<name>``; the int8 model is the result, saved as TorchScript.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from collections.abc import Sequence
@@ -33,7 +35,8 @@ from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from ddc_env.arch import NetSpec, build
-from ddc_env.metrics import measure_latency, serialized_size
+from ddc_env.latency import measure_paired
+from ddc_env.metrics import serialized_size
 from ddc_env.train import chunks
 
 from .common import Context
@@ -80,20 +83,21 @@ def load_model(ctx: Context, model: str) -> tuple[nn.Module, NetSpec, str]:
         net.load_state_dict(torch.load(path.with_suffix(".pt"), map_location="cpu", weights_only=True))
         name = path.stem
     shape = (spec.in_channels, *spec.input_size)
-    if shape != tuple(ctx.evaluator.input_shape):
-        raise ValueError(f"{model} takes inputs of shape {shape}, the env's images are {ctx.evaluator.input_shape}")
+    if shape != tuple(ctx.task.input_shape):
+        raise ValueError(f"{model} takes inputs of shape {shape}, the env's images are {ctx.task.input_shape}")
     return net.cpu().to(memory_format=torch.contiguous_format).float().eval(), spec, name
 
 
 def output_classes(ctx: Context, spec: NetSpec) -> list[int] | None:
     """The logit columns of the data's classes: None when the network has one output per data class, the
     class subset's columns for a network with the teacher's outputs (the teacher on a class subset)."""
-    ev = ctx.evaluator
-    if spec.num_classes == ev.data.num_classes:
+    classes = ctx.task.class_indices
+    if spec.num_classes == ctx.distiller.data.num_classes:
         return None
-    if ev.subset and spec.num_classes == ev.teacher_spec.num_classes:
-        return list(ev.class_indices)
-    raise ValueError(f"the model has {spec.num_classes} outputs but the data has {ev.data.num_classes} classes")
+    if classes is not None and spec.num_classes == ctx.teacher_spec.num_classes:
+        return list(classes)
+    raise ValueError(f"the model has {spec.num_classes} outputs but the data has {ctx.distiller.data.num_classes} "
+                     f"classes")
 
 
 def quantizable_graph(net: nn.Module) -> fx.GraphModule:
@@ -134,10 +138,10 @@ def quantize_int8(net: nn.Module, calibration: torch.Tensor, backend: str) -> nn
 @torch.inference_mode()
 def cpu_accuracy(ctx: Context, net: nn.Module, classes: Sequence[int] | None, batch_size: int = 256) -> float:
     """Validation accuracy of a CPU module on float32 inputs, no autocast (the evaluator's validation split)."""
-    ev = ctx.evaluator
+    ev = ctx.distiller
     correct = 0
     for s in chunks(len(ev.val_x), batch_size):
-        logits = net(ev._normalized(ev.val_x[s]).float().cpu())
+        logits = net(ev.normalized(ev.val_x[s]).float().cpu())
         if classes is not None:
             logits = logits[:, list(classes)]
         correct += int((logits.argmax(1) == ev.val_y[s].cpu()).sum())
@@ -147,23 +151,20 @@ def cpu_accuracy(ctx: Context, net: nn.Module, classes: Sequence[int] | None, ba
 def run(ctx: Context, *, model: str, calibration_images: int, backend: str) -> None:
     """Quantize ``model``; log its float32 record (``fp32_<name>``) and save the int8 result (``int8_<name>``)."""
     start = time.perf_counter()
-    ev = ctx.evaluator
     net, spec, name = load_model(ctx, model)
     classes = output_classes(ctx, spec)
     calibration = ctx.train_images(calibration_images).float().cpu()
     int8 = quantize_int8(net, calibration, backend)
-    shape = (ev.latency_batch_size, *ev.input_shape)
-
-    def latency(m: nn.Module) -> float:
-        return measure_latency(m, shape, device="cpu", num_threads=ev.latency_threads,
-                               repeats=ev.latency_repeats).median_ms
-
-    fp32 = {"val_acc": cpu_accuracy(ctx, net, classes), "latency_ms": latency(net), "size_bytes": serialized_size(net)}
-    ctx.log(f"fp32_{name}", ctx.measure(net, spec=spec, accuracy=fp32["val_acc"], latency_ms=fp32["latency_ms"],
-                                        size_bytes=fp32["size_bytes"], model=model, precision="fp32"))
-    acc, lat, size = cpu_accuracy(ctx, int8, classes), latency(int8), serialized_size(int8)
-    record = ctx.measure(int8, spec=spec, accuracy=acc, latency_ms=lat, size_bytes=size, model=model,
-                         precision="int8", backend=backend, calibration_images=len(calibration),
-                         **{f"fp32_{k}": v for k, v in fp32.items()},
-                         int8_speedup=fp32["latency_ms"] / lat, int8_size_ratio=size / fp32["size_bytes"])
+    protocol = dataclasses.replace(ctx.scorer.protocol, device="cpu")
+    paired = measure_paired(int8, net, ctx.task.input_shape, protocol)  # int8 against its float model, one window
+    fp32 = ctx.measure(net, spec=spec, accuracy=cpu_accuracy(ctx, net, classes), size_bytes=serialized_size(net),
+                       model=model, precision="fp32")
+    ctx.log(f"fp32_{name}", fp32)
+    latency = None if fp32["latency_ms"] is None else fp32["latency_ms"] * paired.ratio
+    size = serialized_size(int8)
+    record = ctx.measure(int8, spec=spec, accuracy=cpu_accuracy(ctx, int8, classes), latency_ms=latency,
+                         size_bytes=size, model=model, precision="int8", backend=backend,
+                         calibration_images=len(calibration),
+                         **{f"fp32_{k}": fp32[k] for k in ("val_acc", "latency_ms", "size_bytes")},
+                         int8_speedup=1.0 / paired.ratio, int8_size_ratio=size / fp32["size_bytes"])
     ctx.result(f"int8_{name}", int8, record, torchscript=True, seconds=time.perf_counter() - start)

@@ -32,7 +32,7 @@ from torch import nn
 
 from ddc_env.arch import (Block, Conv, Linear, NetSpec, channel_counts, inherit, l1_importance, stream_groups,
                           with_channels)
-from ddc_env.evaluate import distillation_loss
+from ddc_env.distill import distillation_loss
 from ddc_env.train import chunks
 
 from .common import Context
@@ -102,14 +102,14 @@ def taylor_importance(net: nn.Module, spec: NetSpec, ctx: Context, n_images: int
         elif isinstance(u, Linear) and u.name != classifier:
             watch(u.name, u.name, module)
 
-    images, teacher_logits = ctx.evaluator.teacher_views()
+    images, teacher_logits = ctx.distiller.teacher_views()
     n = min(n_images, images.shape[1])
-    labels, loss_fn = ctx.evaluator.train_y, distillation_loss(ctx.evaluator.fidelity)
+    labels, loss_fn = ctx.distiller.train_y, distillation_loss(ctx.distiller.fidelity)
     was_training = net.training
     net.train()
     try:
-        for s in chunks(n, ctx.evaluator.fidelity.batch_size):
-            x = ctx.precision.inputs(ctx.evaluator._normalized(images[0, s]))
+        for s in chunks(n, ctx.distiller.fidelity.batch_size):
+            x = ctx.precision.inputs(ctx.distiller.normalized(images[0, s]))
             with ctx.precision.autocast(ctx.device):
                 out = net(x)
             loss_fn(out, labels[s], teacher_logits[0, s]).backward()
@@ -176,10 +176,10 @@ def allocate_per_layer(spec: NetSpec, floors: dict[str, int], goal: float, targe
 def run(ctx: Context, *, ranking: str, allocation: str, target: str, ratio: float, steps: int,
         epochs: int | None, final_epochs: int, ranking_images: int) -> None:
     teacher_cost = _cost(ctx.teacher_spec, target)
-    spec = ctx.env.student_spec({})  # the teacher's architecture (its classifier narrowed to a class subset)
-    net = ctx.evaluator.init_student(spec)
-    teacher_counts, config = channel_counts(spec), ctx.env.config
-    floors = {k: min(config.min_channels, max(1, c // 2)) for k, c in teacher_counts.items()}
+    spec = ctx.task.student_spec({})  # the teacher's architecture (its classifier narrowed to a class subset)
+    net = ctx.distiller.init_student(spec)
+    teacher_counts = channel_counts(spec)
+    floors = {k: min(ctx.task.min_channels, max(1, c // 2)) for k, c in teacher_counts.items()}
     rank: Callable[[nn.Module, NetSpec], dict[str, torch.Tensor]] = (
         (lambda m, s: taylor_importance(m, s, ctx, ranking_images)) if ranking == "taylor" else l1_ranking)
     start = time.perf_counter()
@@ -191,8 +191,8 @@ def run(ctx: Context, *, ranking: str, allocation: str, target: str, ratio: floa
         smaller = with_channels(spec, counts)
         net = ctx.precision.prepare(inherit(net, spec, smaller, importance=importance).to(ctx.device))
         spec = smaller
-        if ctx.evaluator.fidelity.recalibrate_bn:
-            ctx.evaluator.recalibrate(net)
+        if ctx.distiller.fidelity.recalibrate_bn:
+            ctx.distiller.recalibrate(net)
         ctx.finetune(net, epochs)
         ctx.log(f"{ranking} step {step}", ctx.measure(net.eval(), spec=spec, step=step),
                 seconds=time.perf_counter() - start)

@@ -31,8 +31,8 @@ class Kwargs:
 def run(ctx: Context, *, widths: tuple[float, ...], epochs: int | None) -> None:
     for width in ctx.bar(widths, "widths"):
         start = time.perf_counter()
-        spec = ctx.env.student_spec(uniform_choices(ctx.teacher_spec, width))
-        net = ctx.evaluator.init_student(spec)
+        spec = ctx.task.student_spec(uniform_choices(ctx.teacher_spec, width))
+        net = ctx.distiller.init_student(spec)
         ctx.finetune(net, epochs)
         ctx.result(f"uniform {width:g}", net, ctx.measure(net, spec=spec), spec=spec,
                    seconds=time.perf_counter() - start, width=width)

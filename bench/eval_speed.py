@@ -7,7 +7,7 @@ Ours: inherit + BatchNorm recalibration + cached teacher logits + bf16 autocast 
 scored on the same validation images; runs alternate (ours, N2N, ours, N2N, ...) so machine noise hits both.
 Also prints the KD overhead: our KD step time over a plain cross-entropy step of the same student.
 
-    PYTHONPATH=. python bench/eval_speed.py --train 5000 --val 2000
+    .venv/bin/python bench/eval_speed.py --train 5000 --val 2000
 """
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ddc_env.arch import REMOVE, NetSpec, apply_decisions, build, decision_table, uniform_choices
-from ddc_env.data import DataConfig, augment, load_data, normalize
-from ddc_env.evaluate import Evaluator, distillation_loss, make_fidelity
+from ddc_env.data import augment, normalize
+from ddc_env.distill import Distiller, distillation_loss, make_fidelity
 from ddc_env.models.checkpoints import load_teacher
+from ddc_env.scoring import LiveScorer
+from ddc_env.task import TaskConfig, load_task
 from ddc_env.train import Precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -71,7 +73,7 @@ def n2n_faithful(teacher: torch.nn.Module, spec: NetSpec, x: torch.Tensor, y: to
     return len(y) / seconds, correct / len(val_y)
 
 
-def kd_overhead(ev: Evaluator, spec: NetSpec, steps: int = 30) -> float:
+def kd_overhead(ev: Distiller, spec: NetSpec, steps: int = 30) -> float:
     """Median time of our KD step over a cross-entropy step of the same inherited student (same batches)."""
     images, logits = ev.teacher_views()
     kd_loss = distillation_loss(ev.fidelity)
@@ -104,12 +106,13 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED)
     args = parser.parse_args()
 
-    teacher = load_teacher(args.shared / "teachers" / "resnet18_cifar10jpeg.pt")
-    data = load_data(DataConfig("cifar10_jpeg", data_dir=str(args.shared / "data" / "cifar10_jpeg")))
+    task = load_task(TaskConfig(model="resnet18", teacher=str(args.shared / "teachers" / "resnet18_cifar10jpeg.pt"),
+                                dataset="cifar10_jpeg", data_dir=str(args.shared / "data" / "cifar10_jpeg")))
+    teacher, data = task.teacher, task.data
     fidelity = make_fidelity({"name": "fast", "epochs": 1, "views": 1, "train_samples": args.train,
                               "val_samples": args.val})
-    ev = Evaluator(teacher.net, teacher.spec, data, fidelity, teacher_id=teacher.meta["sha256"], device="cpu",
-                   latency="flops")
+    scorer = LiveScorer(task, fidelity, device="cpu", latency="flops")
+    ev = scorer.distiller
     start = time.perf_counter()
     ev.teacher_views()
     views_seconds = time.perf_counter() - start
@@ -126,7 +129,7 @@ def main() -> None:
     print("| student | params ratio | ours img/s | N2N img/s | speed-up | ours val acc | N2N val acc |")
     print("|---|---|---|---|---|---|---|")
     for name, spec in specs.items():
-        ours = ev.evaluate(spec)
+        ours = scorer.evaluate(spec)
         theirs_speed, theirs_acc = n2n_faithful(fp32_teacher, spec, ev.train_x, ev.train_y, ev.val_x, ev.val_y,
                                                 data.mean, data.std)
         ours_speed = ours["train_images_per_second"]

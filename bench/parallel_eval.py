@@ -6,7 +6,7 @@ warmed up first on a student of its own (teacher views cached, kernels loaded), 
 steady-state evaluation rate. The single env uses all ``--threads`` intra-op threads; each of the ``--workers``
 workers gets ``threads // workers``. Prints students per minute and the speed-up over the single env.
 
-    PYTHONPATH=. python bench/parallel_eval.py --students 16
+    .venv/bin/python bench/parallel_eval.py --students 16
 """
 from __future__ import annotations
 

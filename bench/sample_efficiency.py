@@ -1,9 +1,9 @@
 """Sample efficiency of the search agents: on ``DDC-LeNet5-MNIST`` at ``fast`` fidelity, how many evaluations
 (episodes) each agent needs to reach the best reward random search finds in N evaluations with the same seed.
 
-    PYTHONPATH=. python bench/sample_efficiency.py                  # N=100, budget 300, 3 seeds, every agent
-    PYTHONPATH=. python bench/sample_efficiency.py --n 20 --budget 60 --seeds 1 --agents reinforce maskable_ppo
-    PYTHONPATH=. python bench/sample_efficiency.py --dataset mnist --data-dir ../shared/data/mnist
+    .venv/bin/python bench/sample_efficiency.py                  # N=100, budget 300, 3 seeds, every agent
+    .venv/bin/python bench/sample_efficiency.py --n 20 --budget 60 --seeds 1 --agents reinforce maskable_ppo
+    .venv/bin/python bench/sample_efficiency.py --dataset mnist --data-dir ../shared/data/mnist
 
 Each agent runs with the env and hyperparameters of its ``configs/lenet5_mnist_<agent>.yaml`` (where there
 is none: the random-search config's env and the agent's default hyperparameters), with the dataset, fidelity, seed and budget set here. All searches of
@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents import AGENTS, get_agent
-from agents.common import SearchLog
-from agents.search import EnvFactory, SearchConfig, read_yaml
+from ddc_env.agents import AGENTS, get_agent
+from ddc_env.cli.runs import SearchLog
+from ddc_env.cli.config import read_yaml
+from ddc_env.cli.search import EnvFactory, SearchConfig
 from ddc_env.paths import atomic_write_text
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -4,7 +4,7 @@ The teacher is a zoo spec with random weights on a small random dataset written 
 a step that is not the last one never trains or measures anything, so neither matters here. Episodes are
 cut before their last step, so no student is ever evaluated.
 
-    PYTHONPATH=. python bench/step_time.py --model resnet18 --steps 10000
+    .venv/bin/python bench/step_time.py --model resnet18 --steps 10000
 """
 from __future__ import annotations
 

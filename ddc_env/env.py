@@ -1,5 +1,6 @@
 """The Gymnasium environment: an agent removes and shrinks the layers of a teacher CNN, one decision per step
-(or all at once); the student is built from the teacher's weights, distilled briefly and rewarded.
+(or all at once); the student is scored by the env's scorer (by default: built from the teacher's weights,
+distilled briefly and measured) and rewarded.
 
 Example::
 
@@ -18,8 +19,8 @@ import copy
 import dataclasses
 import math
 import os
-import warnings
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,19 +28,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .arch import (N2N_WIDTHS, REMOVE, Block, Choice, Conv, Decision, Keep, Linear, NetSpec,
-                   apply_decisions, decision_table)
-from .data import DataBundle, DataConfig, load_data
-from .evaluate import LATENCY_MODES, Evaluator, Fidelity, make_fidelity
-from .models.builders import MODELS
-from .models.checkpoints import TeacherCheckpoint, load_teacher
-from .models.teacher import TeacherRecipe, find_teacher, train_teacher
-from .paths import teachers_dir
-from .rewards import RewardFn, make_reward
-from .train import OptimConfig
+from .arch import N2N_WIDTHS, Block, Choice, Conv, Decision, Keep, Linear, NetSpec
+from .distill import Fidelity, make_fidelity
+from .latency import LatencyProtocol
+from .models.checkpoints import TeacherCheckpoint
+from .models.teacher import TeacherRecipe
+from .rewards import RewardFn, make_env_reward
+from .scoring import CachedScorer, LiveScorer, Scorer
+from .scoring.live import LATENCY_MODES
+from .task import Task, TaskConfig, load_task, width_of
+from .validate import check_choice, check_int, check_names
 
 ACTION_MODES = ("sequential", "one_shot")
 STAGES = ("two_stage", "joint")
+MASKED_ACTIONS = ("nearest", "penalty")
 RENDER_MODES = ("ansi",)
 INVALID_REWARD = -1.0
 FEATURES = ("is_conv", "is_block", "is_linear", "is_stage", "kernel", "stride", "log_channels",
@@ -47,10 +49,7 @@ FEATURES = ("is_conv", "is_block", "is_linear", "is_stage", "kernel", "stride", 
             "param_share", "params_kept", "prev_width")
 OBS_DIM = len(FEATURES)
 _F = {name: i for i, name in enumerate(FEATURES)}
-_DATA_KWARGS = ("num_classes", "in_channels", "input_size")  # model kwargs that come from the data
-# Rough CPU training throughput for the up-front time estimate of an "auto" teacher, in FLOPs per second
-# (forward + backward = 3x forward): the shared ResNet-18 teacher took 4,534 s on 2 CPU cores for 450k images.
-_CPU_TRAIN_FLOPS_PER_S = 3e11
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(TaskConfig))
 
 
 @dataclass(frozen=True)
@@ -70,13 +69,14 @@ class EnvConfig:
     reward: str | Mapping[str, Any] | RewardFn = "ddc"
     action_mode: str = "sequential"
     stages: str = "two_stage"
+    masked_action: str = "nearest"
     width_choices: tuple[float, ...] = N2N_WIDTHS
     kernel_shrink: bool = False
     channel_round: int = 8
     min_channels: int = 8
-    latency: str = "measured"
+    latency: str = "model"
     latency_batch_size: int = 1
-    latency_threads: int | None = None
+    latency_threads: int = 1
     device: str = "auto"
     store: str | None = None
     run: str | None = None
@@ -84,104 +84,56 @@ class EnvConfig:
     render_mode: str | None = None
     teacher_epochs: int | None = None
     teacher_recipe: TeacherRecipe | Mapping[str, Any] | None = None
+    train_teacher: bool = False
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; allowed: {sorted(MODELS)}")
-        for name, allowed in (("action_mode", ACTION_MODES), ("stages", STAGES), ("latency", LATENCY_MODES),
-                              ("render_mode", (None, *RENDER_MODES))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; allowed: {list(allowed)}")
-        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
-        object.__setattr__(self, "width_choices", _check_widths(self.width_choices))
-        for name in ("channel_round", "min_channels", "latency_batch_size", "latency_threads", "teacher_epochs",
-                     "max_train", "max_val"):
+        check_behaviour(self.action_mode, self.stages, self.masked_action, self.render_mode, self.seed)
+        check_choice(self.latency, "latency", LATENCY_MODES)
+        check_int(self.latency_batch_size, "latency_batch_size", minimum=1)
+        check_int(self.latency_threads, "latency_threads", minimum=1)
+        for name in ("store", "run"):
             value = getattr(self, name)
-            optional = name in ("latency_threads", "teacher_epochs", "max_train", "max_val")
-            if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int)
-                                                     or value < 1):
-                raise ValueError(f"{name} must be a positive integer{' or None' if optional else ''}, "
-                                 f"got {value!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"seed must be None or an integer, got {self.seed!r}")
-        if isinstance(self.classes, list):
-            object.__setattr__(self, "classes", tuple(self.classes))
-        for name in ("data_dir", "store"):
-            if isinstance(getattr(self, name), os.PathLike):
-                object.__setattr__(self, name, os.fspath(getattr(self, name)))
-        if not isinstance(self.teacher, (str, os.PathLike, TeacherCheckpoint)):
-            raise ValueError(f"teacher must be 'auto', a checkpoint path or a TeacherCheckpoint, "
-                             f"got {type(self.teacher).__name__}")
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+            elif value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a path or None, got {value!r}")
+        task = self.task_config()  # validates the task fields
+        for name in ("model_kwargs", "width_choices", "classes", "data_dir"):
+            object.__setattr__(self, name, getattr(task, name))
         make_fidelity(dict(self.fidelity) if isinstance(self.fidelity, Mapping) else self.fidelity)
-        self.reward_fn()
-        self.recipe()
+        make_env_reward(self.reward, "flops" if self.latency == "flops" else "latency")
 
-    def data_config(self) -> DataConfig:
-        """The data the students are trained and rewarded on."""
-        return DataConfig(self.dataset, self.data_dir, self.download, self.classes, max_train=self.max_train,
-                          max_val=self.max_val)
+    def task_config(self) -> TaskConfig:
+        """The task part of the arguments: teacher, data and decisions."""
+        return TaskConfig(**{name: getattr(self, name) for name in _TASK_FIELDS})
 
-    def teacher_data_config(self) -> DataConfig:
-        """The data an "auto" teacher is trained on: all classes of the dataset (a class subset is compressed
-        from the whole dataset's teacher, as in DDC), same split and caps."""
-        return dataclasses.replace(self.data_config(), classes=None)
-
-    def recipe(self) -> TeacherRecipe:
-        """The training recipe of an "auto" teacher: ``teacher_recipe`` with ``teacher_epochs`` applied."""
-        recipe = self.teacher_recipe
-        if isinstance(recipe, Mapping):
-            allowed = [f.name for f in dataclasses.fields(TeacherRecipe)]
-            unknown = sorted(set(recipe) - set(allowed))
-            if unknown:
-                raise ValueError(f"unknown teacher_recipe field(s) {unknown}; allowed: {allowed}")
-            kwargs = dict(recipe)
-            if isinstance(kwargs.get("optim"), Mapping):
-                kwargs["optim"] = OptimConfig(**kwargs["optim"])
-            recipe = TeacherRecipe(**kwargs)
-        elif recipe is None:
-            recipe = TeacherRecipe()
-        elif not isinstance(recipe, TeacherRecipe):
-            raise ValueError(f"teacher_recipe must be None, a dict or a TeacherRecipe, got {recipe!r}")
-        return recipe if self.teacher_epochs is None else dataclasses.replace(recipe, epochs=self.teacher_epochs)
-
-    def reward_fn(self) -> RewardFn:
-        """The reward; a "ddc" reward uses the FLOP ratio as its time ratio when ``latency="flops"``."""
-        return make_reward(_reward_for_latency(self.reward, self.latency))
+    def latency_protocol(self) -> LatencyProtocol:
+        """How students and teacher are timed (on the CPU)."""
+        return LatencyProtocol(device="cpu", threads=self.latency_threads, batch_size=self.latency_batch_size)
 
 
-def _check_widths(widths: Any) -> tuple[float, ...]:
-    try:
-        out = tuple(float(w) for w in widths)
-    except (TypeError, ValueError):
-        raise ValueError(f"width_choices must be a sequence of numbers, got {widths!r}") from None
-    if not out or any(not 0.0 < w <= 1.0 for w in out) or 1.0 not in out or list(out) != sorted(set(out)):
-        raise ValueError(f"width_choices must be strictly increasing numbers in (0, 1] that include 1.0, "
-                         f"got {widths!r}; e.g. {N2N_WIDTHS}")
-    return out
-
-
-def _reward_for_latency(spec: Any, latency: str) -> Any:
-    """``spec`` with every "ddc" reward in it timing by FLOPs when latency is not measured."""
-    if latency == "measured":
-        return spec
-    if spec == "ddc":
-        return {"name": "ddc", "latency": latency}
-    if isinstance(spec, Mapping) and spec.get("name") == "ddc":
-        return {"latency": latency, **spec}
-    if isinstance(spec, Mapping) and spec.get("name") == "budget" and "base" in spec:
-        return {**spec, "base": _reward_for_latency(spec["base"], latency)}
-    return spec
+def check_behaviour(action_mode: str, stages: str, masked_action: str, render_mode: str | None,
+                    seed: int | None) -> None:
+    """Check the arguments every DDC env has, live or twin."""
+    check_choice(action_mode, "action_mode", ACTION_MODES)
+    check_choice(stages, "stages", STAGES)
+    check_choice(masked_action, "masked_action", MASKED_ACTIONS)
+    check_choice(render_mode, "render_mode", (None, *RENDER_MODES))
+    check_int(seed, "seed", optional=True)
 
 
 def make_config(config: EnvConfig | None = None, **overrides: Any) -> EnvConfig:
     """``config`` (default: all defaults) with ``overrides``; unknown names raise a ValueError listing all."""
-    allowed = [f.name for f in dataclasses.fields(EnvConfig)]
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown DDCEnv argument(s) {unknown}; allowed: {allowed}")
+    check_names(overrides, [f.name for f in dataclasses.fields(EnvConfig)], "DDCEnv argument(s)")
     if config is not None and not isinstance(config, EnvConfig):
         raise ValueError(f"config must be an EnvConfig or None, got {type(config).__name__}")
     return dataclasses.replace(config or EnvConfig(), **overrides)
+
+
+def make_live_scorer(config: EnvConfig, task: Task) -> LiveScorer:
+    """The live scorer a config describes: KD at its fidelity, timed with its latency settings."""
+    return LiveScorer(task, dict(config.fidelity) if isinstance(config.fidelity, Mapping) else config.fidelity,
+                      latency=config.latency, latency_protocol=config.latency_protocol(), device=config.device)
 
 
 class DDCEnv(gym.Env):
@@ -195,8 +147,9 @@ class DDCEnv(gym.Env):
     (optionally with its kernel shrunk to 1x1). At the end of the episode the *student* is built with the
     teacher's weights (largest-L1 filters), its BatchNorm statistics are re-estimated, it is trained briefly
     by knowledge distillation at the chosen fidelity, measured (validation accuracy on a split the teacher
-    never trained on, params, FLOPs, latency, size) and rewarded. Evaluations are cached in a results store,
-    so a repeated student costs nothing. With ``classes`` a subset of the teacher's classes, the student only
+    never trained on, params, FLOPs, latency, size) and rewarded. How a student is scored is the env's *scorer*
+    (:mod:`ddc_env.scoring`): live KD training behind the results store by default, or a benchmark table or
+    surrogate model in the ``DDC-Bench-*`` twins. Evaluations are cached, so a repeated student costs nothing. With ``classes`` a subset of the teacher's classes, the student only
     has to serve those classes (DDC's data-driven compression).
 
     ## Action Space
@@ -220,9 +173,12 @@ class DDCEnv(gym.Env):
     format of MaskablePPO) and ``stages`` plays no role. The same choices give the same student (same spec
     hash) in every mode and stage order.
 
-    An action outside the action space raises a ``ValueError``. An action inside it that the mask forbids
-    ends the episode with the invalid penalty: reward -1.0, ``info["status"] == "invalid"`` and
-    ``info["reason"]`` naming the decision and the action.
+    An action outside the action space raises a ``ValueError``. An action inside it that the mask forbids is
+    handled by ``masked_action``: ``"nearest"`` (default, what a generic RL library that ignores masks needs) takes
+    the nearest allowed action instead (in the removal pass: any width means "keep", the width is decided in the
+    shrink pass; elsewhere the allowed width closest to the asked one, "remove" counting as width 0) and counts it
+    in ``info["masked_actions"]``, like AMC's clipped actions; ``"penalty"`` (N2N) ends the episode with reward
+    -1.0, ``info["status"] == "invalid"`` and ``info["reason"]`` naming the decision and the action.
 
     ## Observation Space
 
@@ -255,9 +211,10 @@ class DDCEnv(gym.Env):
 
     Every step but the last gives 0. The last step evaluates the student and returns ``reward(record)``:
     by default DDC's ``s(15(A/A_t - 0.9)) * s(-15(T/T_t - 0.3)) * s(-15(P/P_t - 0.6))`` (logistic ``s``;
-    ``T`` is measured latency, or FLOPs with ``latency="flops"``), or N2N's ``(A/A_t) C (2 - C)``,
-    ``C = 1 - P/P_t``, a budget-constrained reward or any callable (see :func:`ddc_env.rewards.make_reward`).
-    A student whose training diverged gets -1.0 from the built-in rewards; a masked action gets -1.0.
+    ``T`` is the latency model's time, or FLOPs with ``latency="flops"``), or N2N's ``(A/A_t) C (2 - C)``,
+    ``C = 1 - P/P_t``, a budget-constrained reward whose epsilon the env anneals over its episodes, or any
+    callable (see :func:`ddc_env.rewards.make_reward`). A student whose training diverged gets -1.0 from the
+    built-in rewards; a masked action under ``masked_action="penalty"`` gets -1.0.
 
     ## Starting State
 
@@ -273,29 +230,36 @@ class DDCEnv(gym.Env):
     never truncated. The terminal ``info`` is the evaluation record: ``status`` ("ok", "diverged",
     "invalid"), ``reason``, ``val_acc``, ``teacher_val_acc``, ``params``, ``flops``, ``latency_ms``,
     ``size_bytes`` and their ``teacher_*`` values, ``acc_ratio``, ``param_ratio``, ``flop_ratio``,
-    ``latency_ratio``, ``spec`` (the student's JSON), ``spec_hash``, ``eval_seconds``, ``train_seconds``,
-    ``cache_hit``, ``fidelity``, plus ``reward``, ``choices`` (decision name -> the width kept, 0.0 for a
-    removed unit) and, with ``kernel_shrink=True``, ``kernel_1x1`` (decision name -> whether its kernel was
-    shrunk). Every info key keeps one type across episodes, so gymnasium's vector envs can batch the infos.
+    ``latency_ratio``, ``spec`` (the student's JSON), ``spec_hash``, ``eval_seconds`` (what the evaluation
+    took), ``simulated_seconds`` (what this step cost a search: ``eval_seconds``, or 0 on a cache hit),
+    ``train_seconds``, ``cache_hit``, ``fidelity``, plus ``reward``, ``choices`` (decision name -> the width
+    kept, 0.0 for a removed unit), ``masked_actions`` and, with ``kernel_shrink=True``, ``kernel_1x1`` (decision
+    name -> whether its kernel was shrunk). Every info key keeps one type across episodes, so gymnasium's vector
+    envs can batch the infos.
 
     ## Arguments
 
-    ``DDCEnv(config: EnvConfig | None = None, **overrides)``, e.g. ``gym.make("DDC-ResNet18-CIFAR10",
-    fidelity="zero")``; an unknown argument raises a ValueError listing the allowed ones.
+    ``DDCEnv(config: EnvConfig | None = None, *, scorer: Scorer | None = None, **overrides)``, e.g.
+    ``gym.make("DDC-ResNet18-CIFAR10", fidelity="zero")``; an unknown argument raises a ValueError listing the
+    allowed ones. ``scorer`` replaces the default live scorer (its task replaces the task arguments).
 
     - ``model``: the zoo architecture of the teacher (``ddc_env.models.MODELS``); ``model_kwargs`` (e.g.
       ``{"stem": "imagenet"}``) complete it for an "auto" teacher (a checkpoint brings its own architecture).
-    - ``teacher``: "auto" (the cached teacher of ``model`` on the whole dataset, trained now if there is none,
-      with ``teacher_epochs`` / ``teacher_recipe``), a checkpoint path, or a loaded ``TeacherCheckpoint``.
+    - ``teacher``: "auto" (the cached teacher of ``model`` on the whole dataset; if there is none it is trained
+      now when that takes under 5 minutes here, or with ``train_teacher=True``, with ``teacher_epochs`` /
+      ``teacher_recipe``), a checkpoint path (it brings its own architecture), or a loaded ``TeacherCheckpoint``.
     - ``dataset``, ``data_dir``, ``download``, ``classes``, ``max_train``, ``max_val``: the data
       (see :class:`ddc_env.data.DataConfig`); ``classes`` may be a subset of the teacher's classes.
     - ``fidelity``: how students are trained and measured: "smoke", "zero", "fast", "standard", "n2n_paper",
       "ddc_paper", a dict of overrides ``{"name": "fast", "epochs": 2}`` or a ``Fidelity``.
     - ``reward``: "ddc", "n2n", a dict ``{"name": "budget", "max_param_ratio": 0.2}`` or a callable.
-    - ``action_mode`` ("sequential" | "one_shot"), ``stages`` ("two_stage" | "joint"), ``width_choices``
-      (increasing, in (0, 1], with 1.0), ``kernel_shrink``, ``channel_round``, ``min_channels``.
-    - ``latency`` ("measured" | "flops", deterministic), ``latency_batch_size``, ``latency_threads``,
-      ``device`` ("auto" | "cpu" | "cuda").
+    - ``action_mode`` ("sequential" | "one_shot"), ``stages`` ("two_stage" | "joint"), ``masked_action``
+      ("nearest" | "penalty"), ``width_choices`` (increasing, in (0, 1], with 1.0), ``kernel_shrink``,
+      ``channel_round``, ``min_channels``.
+    - ``latency``: the reward's time: "model" (default: per-unit latency table measured once per device and
+      cached, the same in every process), "measured" (student and teacher timed in interleaved rounds) or
+      "flops"; ``latency_batch_size``, ``latency_threads`` (default 1); ``device`` ("auto" | "cpu" | "cuda")
+      where students train.
     - ``store``: path of the SQLite results store shared by every process of a run (None: in memory);
       ``run``: the run name written with each evaluation.
     - ``seed``: seeds ``np_random`` at the first ``reset()`` without a seed; ``render_mode``: None | "ansi".
@@ -305,36 +269,37 @@ class DDCEnv(gym.Env):
 
     ## Version History
 
-    - v0: initial version (no version suffix in the ids).
+    - v0: initial version. The ids carry Gymnasium's version suffix (``DDC-LeNet5-MNIST-v0``); the names without
+      it are aliases of the latest version.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 1}
 
-    def __init__(self, config: EnvConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: EnvConfig | None = None, *, scorer: Scorer | None = None, **overrides: Any) -> None:
         self.config = cfg = make_config(config, **overrides)
-        self.render_mode = cfg.render_mode
-        self.data: DataBundle = load_data(cfg.data_config())
-        self.teacher: TeacherCheckpoint = self._load_teacher()
-        spec = self.teacher_spec = self.teacher.spec
-        self.class_indices = _student_classes(self.teacher, self.data)
-        self.evaluator = Evaluator(self.teacher.net, spec, self.data, make_fidelity(_plain(cfg.fidelity)),
-                                   teacher_id=self.teacher.meta.get("sha256"), device=cfg.device,
-                                   latency=cfg.latency, latency_batch_size=cfg.latency_batch_size,
-                                   latency_threads=cfg.latency_threads, store=cfg.store, run=cfg.run)
-        self.reward_fn: RewardFn = cfg.reward_fn()
+        self._given_scorer = scorer
+        if scorer is None:
+            scorer = CachedScorer(make_live_scorer(cfg, load_task(cfg.task_config())), cfg.store, run=cfg.run)
+        self._setup(scorer, reward=cfg.reward, action_mode=cfg.action_mode, stages=cfg.stages,
+                    masked_action=cfg.masked_action, seed=cfg.seed, render_mode=cfg.render_mode)
 
-        widths = cfg.width_choices
-        self.action_choices: tuple[Choice, ...] = (REMOVE, *widths, *(
-            (Keep(w, kernel=1) for w in widths) if cfg.kernel_shrink else ()))
-        self._action_width = [0.0, *widths, *(widths if cfg.kernel_shrink else ())]
-        self.decisions: tuple[Decision, ...] = tuple(d for d in decision_table(spec) if self._offers(d))
-        if not self.decisions:
-            raise ValueError(f"the {spec.arch} teacher offers no decision with width_choices={widths} and "
-                             f"kernel_shrink={cfg.kernel_shrink}")
+    def _setup(self, scorer: Scorer, *, reward: Any, action_mode: str, stages: str, masked_action: str,
+               seed: int | None, render_mode: str | None) -> None:
+        """Everything but the configuration: the task's decisions, spaces, masks and observation rows."""
+        check_behaviour(action_mode, stages, masked_action, render_mode, seed)
+        self.scorer, self.task = scorer, scorer.task
+        self.teacher_spec: NetSpec = self.task.teacher_spec
+        self.decisions: tuple[Decision, ...] = self.task.decisions
+        self.action_choices: tuple[Choice, ...] = self.task.action_choices
+        self._action_width = list(self.task.action_widths)
+        self.reward_fn: RewardFn = make_env_reward(reward, scorer.time_term)
+        self.stages, self.masked_action, self.render_mode = stages, masked_action, render_mode
+        self._seed = seed
+        self._episodes = 0  # finished episodes: the clock of a reward's schedule (N2N's budget annealing)
         self._precompute()
 
         n, a = len(self.decisions), len(self.action_choices)
-        self._one_shot = cfg.action_mode == "one_shot"
+        self._one_shot = action_mode == "one_shot"
         if self._one_shot:
             self.action_space: spaces.Space = spaces.MultiDiscrete([a] * n)
             self.observation_space: spaces.Space = spaces.Box(0.0, 1.0, (n * OBS_DIM,), np.float32)
@@ -344,81 +309,28 @@ class DDCEnv(gym.Env):
         self._start()
 
     # -- construction ------------------------------------------------------------------------------------
-    def _load_teacher(self) -> TeacherCheckpoint:
-        """The teacher checkpoint the config names, checked against the model and the data."""
-        cfg = self.config
-        if isinstance(cfg.teacher, TeacherCheckpoint):
-            ckpt = cfg.teacher
-        elif isinstance(cfg.teacher, str) and cfg.teacher == "auto":
-            ckpt = self._auto_teacher()
-        else:
-            ckpt = load_teacher(cfg.teacher)
-        if ckpt.meta.get("model", cfg.model) != cfg.model:
-            raise ValueError(f"the teacher {ckpt.path} is a {ckpt.meta['model']}, but model={cfg.model!r}; "
-                             f"pass model={ckpt.meta['model']!r}")
-        data_shape = (self.data.in_channels, self.data.image_size)
-        if (ckpt.spec.in_channels, ckpt.spec.input_size) != data_shape:
-            raise ValueError(f"the teacher takes {ckpt.spec.in_channels}x{ckpt.spec.input_size} inputs but "
-                             f"{cfg.dataset!r} images are {data_shape[0]}x{data_shape[1]}")
-        return ckpt
-
-    def _auto_teacher(self) -> TeacherCheckpoint:
-        """The cached teacher of ``model`` on the whole dataset, or a newly trained one."""
-        cfg = self.config
-        data_cfg, recipe = cfg.teacher_data_config(), cfg.recipe()
-        path = find_teacher(cfg.model, data_cfg, recipe=recipe)
-        if path is not None:
-            return load_teacher(path)
-        data = self.data if cfg.classes is None else load_data(data_cfg)
-        from_data = {"num_classes": data.num_classes, "in_channels": data.in_channels,
-                     "input_size": data.image_size}
-        kwargs = dict(cfg.model_kwargs)
-        for key in _DATA_KWARGS:
-            if key in kwargs and _as_tuple(kwargs.pop(key)) != _as_tuple(from_data[key]):
-                raise ValueError(f"model_kwargs[{key!r}]={cfg.model_kwargs[key]!r} does not match the data "
-                                 f"({cfg.dataset}: {key}={from_data[key]!r})")
-        spec = MODELS[cfg.model](**kwargs, **from_data)
-        images = len(data.train) * recipe.epochs
-        hours = images * 3 * spec.flops / _CPU_TRAIN_FLOPS_PER_S / 3600
-        warnings.warn(
-            f"DDCEnv: no cached {cfg.model} teacher for {cfg.dataset} in {teachers_dir()}; training one now "
-            f"({recipe.epochs} epochs, {images:,} images; on 2 CPU cores roughly {_duration(hours)}, much less "
-            f"on a GPU). It is cached for later runs; pass teacher=<checkpoint path> to use your own.",
-            UserWarning, stacklevel=4)
-        return train_teacher(cfg.model, data_cfg, recipe, model_kwargs=kwargs, device=cfg.device)
-
-    def _offers(self, d: Decision) -> bool:
-        """Whether decision ``d`` has any option besides keeping the unit as it is."""
-        cfg = self.config
-        return d.removable or (d.shrinkable and cfg.width_choices[0] < 1.0) or (
-            cfg.kernel_shrink and d.kernel_shrinkable)
-
-    def _allowed(self, d: Decision) -> list[bool]:
-        """The joint mask of decision ``d``: which action indices it allows."""
-        widths = self.config.width_choices
-        keep = [w == 1.0 or d.shrinkable for w in widths]
-        kernel = [k and d.kernel_shrinkable for k in keep] if self.config.kernel_shrink else []
-        return [d.removable, *keep, *kernel]
-
     def _precompute(self) -> None:
-        """Masks, observation rows and per-action param savings of every decision, so a step is array ops."""
-        spec, cfg = self.teacher_spec, self.config
+        """Masks, nearest allowed actions, observation rows and per-action param savings of every decision, so a
+        step is array ops."""
+        spec, task = self.teacher_spec, self.task
         rows = {r.unit.name: r for r in spec.shapes()}
         teacher_params = spec.params
-        base_params = self.student_spec({}).params  # the class subset's classifier alone already saves a little
-        n, k = len(self.decisions), len(cfg.width_choices)
-        joint = np.array([self._allowed(d) for d in self.decisions], dtype=bool)
+        base_params = task.student_spec({}).params  # the class subset's classifier alone already saves a little
+        n, k = len(self.decisions), len(task.width_choices)
+        joint = np.array([task.allowed(d) for d in self.decisions], dtype=bool)
         keep_only = np.zeros_like(joint)
         keep_only[:, 0], keep_only[:, k] = joint[:, 0], True  # remove or keep at width 1.0
         shrink = joint.copy()
         shrink[:, 0] = False
         self._masks = {"joint": joint, "removal": keep_only, "shrink": shrink}
         self._mask_lists = {name: m.tolist() for name, m in self._masks.items()}  # fast scalar lookups
+        self._nearest = {name: [[self._nearest_allowed(m[j], a, name) for a in range(m.shape[1])] for j in range(n)]
+                         for name, m in self._masks.items()}
 
         savings = np.zeros(joint.shape)
         for j, d in enumerate(self.decisions):
             for a in np.flatnonzero(joint[j]):
-                student = self.student_spec({d.name: self.action_choices[a]})
+                student = task.student_spec({d.name: self.action_choices[a]})
                 savings[j, a] = (base_params - student.params) / teacher_params
         self._savings = savings.tolist()
         self._start_kept = base_params / teacher_params
@@ -453,11 +365,22 @@ class DDCEnv(gym.Env):
         self._removal_plan = [j for j in range(n) if joint[j, 0]]
         self._shrink_candidates = [j for j in range(n) if shrink[j].sum() > 1]
 
+    def _nearest_allowed(self, mask: np.ndarray, a: int, pass_name: str) -> int:
+        """The allowed action closest to ``a`` (see the class docstring, Action Space)."""
+        if mask[a]:
+            return a
+        keep = len(self.task.width_choices)  # "keep at width 1.0", always allowed
+        if pass_name == "removal":
+            return keep  # a width asked in the removal pass means "keep": widths come in the shrink pass
+        kernel = isinstance(self.action_choices[a], Keep)
+        return min(np.flatnonzero(mask), key=lambda c: (abs(self._action_width[c] - self._action_width[a]),
+                                                        isinstance(self.action_choices[c], Keep) != kernel,
+                                                        -self._action_width[c]))
+
     def student_spec(self, choices: Mapping[str, Choice]) -> NetSpec:
-        """The student spec of ``choices`` (decision name -> "remove" | width | Keep) under this env's channel
+        """The student spec of ``choices`` (decision name -> "remove" | width | Keep) under the task's channel
         rounding and class subset; choices the teacher does not allow raise ``ActionError``."""
-        return apply_decisions(self.teacher_spec, choices, channel_round=self.config.channel_round,
-                               min_channels=self.config.min_channels, class_indices=self.class_indices)
+        return self.task.student_spec(choices)
 
     # -- episode state -----------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -466,9 +389,10 @@ class DDCEnv(gym.Env):
         self._kept = self._start_kept
         self._prev = 1.0
         self._done = False
+        self._masked = 0
         self._last: dict[str, Any] | None = None
         self._pos = 0
-        if self.config.stages == "joint" or self._one_shot:
+        if self.stages == "joint" or self._one_shot:
             self._pass, self._plan = "joint", list(range(len(self.decisions)))
         elif self._removal_plan:
             self._pass, self._plan = "removal", self._removal_plan
@@ -516,7 +440,7 @@ class DDCEnv(gym.Env):
             return self._masks["joint"].reshape(-1).copy()
         if self._done:  # nothing left to decide: offer only "keep at width 1.0", so a mask is never empty
             mask = np.zeros(len(self.action_choices), dtype=bool)
-            mask[len(self.config.width_choices)] = True
+            mask[len(self.task.width_choices)] = True
             return mask
         return self._masks[self._pass][self._plan[self._pos]].copy()
 
@@ -524,11 +448,11 @@ class DDCEnv(gym.Env):
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a new episode; ``info`` holds the layer table (see the class docstring)."""
         if seed is None and self._np_random is None:
-            seed = self.config.seed
+            seed = self._seed
         super().reset(seed=seed)
         self._start()
         return self._observation(), {"layer_table": self.layer_table(), "n_decisions": len(self.decisions),
-                                     "stages": self.config.stages}
+                                     "stages": self.stages}
 
     def layer_table(self) -> list[dict[str, Any]]:
         """One row per decision, in network order (a new list on every call)."""
@@ -546,7 +470,7 @@ class DDCEnv(gym.Env):
         return table
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Decide the current decision (one-shot: all of them); the last step evaluates the student."""
+        """Decide the current decision (one-shot: all of them); the last step scores the student."""
         if self._done:
             raise RuntimeError("the episode is over; call reset() before step()")
         if self._one_shot:
@@ -554,7 +478,9 @@ class DDCEnv(gym.Env):
         a = self._check_action(action)
         j = self._plan[self._pos]
         if not self._mask_lists[self._pass][j][a]:
-            return self._end_invalid(self._masked_reason(j, a))
+            if self.masked_action == "penalty":
+                return self._end_invalid(self._masked_reason(j, a))
+            a, self._masked = self._nearest[self._pass][j][a], self._masked + 1
         self._actions[j] = a
         self._kept -= self._savings[j][a]
         self._prev = self._action_width[a]
@@ -576,8 +502,11 @@ class DDCEnv(gym.Env):
                              f"[0, {a_count}); got {action!r}")
         allowed = self._masks["joint"][np.arange(n), actions]
         if not allowed.all():
-            j = int(np.flatnonzero(~allowed)[0])
-            return self._end_invalid(self._masked_reason(j, int(actions[j])))
+            if self.masked_action == "penalty":
+                j = int(np.flatnonzero(~allowed)[0])
+                return self._end_invalid(self._masked_reason(j, int(actions[j])))
+            self._masked = int((~allowed).sum())
+            actions = np.array([self._nearest["joint"][j][a] for j, a in enumerate(actions.tolist())])
         self._actions = actions.tolist()
         self._kept -= sum(self._savings[j][a] for j, a in enumerate(self._actions))
         return self._finish()
@@ -590,8 +519,8 @@ class DDCEnv(gym.Env):
             if 0 <= a < len(self.action_choices):
                 return a
         raise ValueError(f"action must be an integer in [0, {len(self.action_choices)}) (0 = remove, then "
-                         f"widths {list(self.config.width_choices)}"
-                         f"{', then the same widths with 1x1 kernels' if self.config.kernel_shrink else ''}); "
+                         f"widths {list(self.task.width_choices)}"
+                         f"{', then the same widths with 1x1 kernels' if self.task.kernel_shrink else ''}); "
                          f"got {action!r}")
 
     def _masked_reason(self, j: int, a: int) -> str:
@@ -623,32 +552,45 @@ class DDCEnv(gym.Env):
         """The choices made so far, decision name -> "remove" | width | Keep (undecided: absent)."""
         return {d.name: self.action_choices[a] for d, a in zip(self.decisions, self._actions) if a is not None}
 
+    # -- scoring -----------------------------------------------------------------------------------------
     def evaluate_choices(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
-        """Evaluate and reward the student of ``choices`` (decision name -> "remove" | width | Keep) outside
-        an episode, e.g. a hand-designed or uniform-width reference; returns the terminal-info record.
-        Choices the teacher does not allow raise ``ActionError``."""
-        record = copy.deepcopy(self.evaluator.evaluate(self.student_spec(choices)))
+        """Score and reward the student of ``choices`` (decision name -> "remove" | width | Keep) outside an
+        episode, e.g. a hand-designed or uniform-width reference; returns the terminal-info record. Choices the
+        teacher does not allow raise ``ActionError``."""
+        record = copy.deepcopy(self.scorer.score(self.task.student_spec(choices)))
         return {**record, "reward": float(self.reward_fn(record))}
 
+    def prefetch(self, choices: Mapping[str, Choice]) -> Future:
+        """Start scoring the student of ``choices`` without waiting (a parallel scorer works on it meanwhile);
+        the episode that ends on these choices later finds it cached. Returns the scorer's future."""
+        return self.scorer.submit(self.task.student_spec(choices))
+
     def _finish(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Build, evaluate and reward the student of the choices made."""
+        """Score and reward the student of the choices made."""
         choices = self.choices()
-        record = self.evaluate_choices(choices)
-        return self._end(record, record.pop("reward"), choices)
+        record = copy.deepcopy(self.scorer.score(self.task.student_spec(choices)))
+        return self._end(record, self._reward(record), choices)
+
+    def _reward(self, record: Mapping[str, Any]) -> float:
+        schedule = getattr(self.reward_fn, "at_episode", None)
+        if schedule is not None:
+            schedule(self._episodes)
+        return float(self.reward_fn(record))
 
     def _end_invalid(self, reason: str) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        return self._end(self.evaluator.invalid_record(reason), INVALID_REWARD, self.choices())
+        return self._end(self.scorer.invalid_record(reason), INVALID_REWARD, self.choices())
 
     def _end(self, record: dict[str, Any], reward: float, choices: Mapping[str, Choice]
              ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         # every choice as a float width (0.0 = removed), so each info key keeps one type across episodes and
         # gymnasium's vector envs can batch the infos
         widths = {d.name: 1.0 for d in self.decisions}
-        widths.update({name: _width_of(c) for name, c in choices.items()})
-        info = {**record, "reward": reward, "choices": widths}
-        if self.config.kernel_shrink:
+        widths.update({name: width_of(c) for name, c in choices.items()})
+        info = {**record, "reward": reward, "choices": widths, "masked_actions": self._masked}
+        if self.task.kernel_shrink:
             info["kernel_1x1"] = {d.name: isinstance(choices.get(d.name), Keep) for d in self.decisions}
         self._done, self._last = True, info
+        self._episodes += 1
         return self._terminal_observation(), reward, True, False, copy.deepcopy(info)
 
     # -- rendering, pickling, closing --------------------------------------------------------------------
@@ -676,50 +618,15 @@ class DDCEnv(gym.Env):
         return "\n".join(lines) + "\n"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config}
+        return {"config": self.config, "scorer": self._given_scorer}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"])
+        self.__init__(state["config"], scorer=state["scorer"])
 
     def close(self) -> None:
-        """Release this process's connection to the results store (reopened on the next evaluation)."""
-        if self.evaluator.store is not None:
-            self.evaluator.store.close()
+        """Release the scorer's connections and workers (a live scorer reopens its store on the next use)."""
+        self.scorer.close()
 
 
-def _student_classes(teacher: TeacherCheckpoint, data: DataBundle) -> tuple[int, ...] | None:
-    """The classifier rows a student keeps: None when it serves all the teacher's classes, else
-    ``data.class_indices`` (a class subset of a teacher of the whole dataset)."""
-    n = teacher.spec.num_classes
-    wanted = tuple(data.class_indices)
-    default = wanted if n == len(wanted) else tuple(range(n))
-    teacher_classes = tuple(teacher.meta.get("class_indices", default))
-    if teacher_classes == wanted:
-        return None
-    if teacher_classes == tuple(range(n)) and max(wanted) < n:
-        return wanted
-    raise ValueError(f"the teacher's classes {list(teacher_classes)} do not fit the data's classes {list(wanted)}: "
-                     f"the data must have the teacher's classes, or a subset of the classes of a teacher trained "
-                     f"on the whole dataset")
-
-
-def _plain(value: Any) -> Any:
-    return dict(value) if isinstance(value, Mapping) else value
-
-
-def _as_tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, (list, tuple)) else value
-
-
-def _duration(hours: float) -> str:
-    if hours * 60 < 1:
-        return "under a minute"
-    return f"{hours * 60:.0f} min" if hours < 2 else f"{hours:.0f} h"
-
-
-def _width_of(choice: Choice) -> float:
-    """The width a choice keeps: 0.0 for a removal."""
-    return 0.0 if choice == REMOVE else float(choice.width if isinstance(choice, Keep) else choice)
-
-
-__all__ = ["ACTION_MODES", "FEATURES", "INVALID_REWARD", "OBS_DIM", "STAGES", "DDCEnv", "EnvConfig", "make_config"]
+__all__ = ["ACTION_MODES", "FEATURES", "INVALID_REWARD", "MASKED_ACTIONS", "OBS_DIM", "STAGES", "DDCEnv",
+           "EnvConfig", "check_behaviour", "make_config", "make_live_scorer"]

@@ -16,12 +16,15 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .validate import check_choice, check_int, check_names, check_number
+
 __all__ = [
     "STATUSES",
     "BudgetReward",
     "DDCReward",
     "RewardFn",
     "ddc",
+    "make_env_reward",
     "make_reward",
     "n2n",
     "ratios",
@@ -29,6 +32,7 @@ __all__ = [
 
 RewardFn = Callable[[Mapping[str, Any]], float]
 STATUSES = ("ok", "diverged", "invalid")
+TIME_TERMS = ("latency", "flops")
 _FAILED = -1.0
 _RATIO_KEYS = MappingProxyType(
     {
@@ -76,38 +80,31 @@ class DDCReward:
     """DDC reward ``s(k(A/A_t - a)) * s(-k(T/T_t - t)) * s(-k(P/P_t - p))``, s the logistic function.
 
     ``a, t, p`` are ``acc_threshold, time_threshold, params_threshold`` and ``k`` is ``slope``.
-    ``T/T_t`` is the measured latency ratio (``latency="measured"``) or the FLOP ratio
-    (``latency="flops"``, deterministic). Returns -1.0 if status != "ok", so a failed student
-    always scores below any valid one (whose reward lies in (0, 1)).
+    ``T/T_t`` is the latency ratio (``time="latency"``: the record's ``latency_ms``, from the latency model or
+    a paired measurement) or the FLOP ratio (``time="flops"``). Returns -1.0 if status != "ok", so a failed
+    student always scores below any valid one (whose reward lies in (0, 1)).
     """
 
     acc_threshold: float = 0.9
     time_threshold: float = 0.3
     params_threshold: float = 0.6
     slope: float = 15.0
-    latency: Literal["measured", "flops"] = "measured"
+    time: Literal["latency", "flops"] = "latency"
 
     def __post_init__(self) -> None:
-        for name in ("acc_threshold", "time_threshold", "params_threshold"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not (isinstance(self.slope, (int, float)) and math.isfinite(self.slope) and self.slope > 0):
-            raise ValueError(f"slope must be a positive finite number, got {self.slope!r}")
-        if self.latency not in ("measured", "flops"):
-            raise ValueError(f"latency must be 'measured' or 'flops', got {self.latency!r}")
+        for name in ("acc_threshold", "time_threshold", "params_threshold", "slope"):
+            check_number(getattr(self, name), name, minimum=0.0, exclusive_minimum=True)
+        check_choice(self.time, "time", TIME_TERMS)
 
     def __call__(self, record: Mapping[str, Any]) -> float:
         """Reward of one metrics record."""
         if not _is_ok(record):
             return _FAILED
         r = ratios(record)
-        if self.latency == "measured" and r["latency_ratio"] is None:
-            raise ValueError(
-                "ddc reward with latency='measured' needs record['latency_ms'] and "
-                "record['teacher_latency_ms']; measure latency or use latency='flops'"
-            )
-        time_ratio = _required(r, "latency_ratio" if self.latency == "measured" else "flop_ratio")
+        if self.time == "latency" and r["latency_ratio"] is None:
+            raise ValueError("ddc reward with time='latency' needs record['latency_ms'] and "
+                             "record['teacher_latency_ms']; time latency or use time='flops'")
+        time_ratio = _required(r, "latency_ratio" if self.time == "latency" else "flop_ratio")
         k = self.slope
         return (
             _sigmoid(k * (_required(r, "acc_ratio") - self.acc_threshold))
@@ -123,10 +120,10 @@ def ddc(
     time_threshold: float = 0.3,
     params_threshold: float = 0.6,
     slope: float = 15.0,
-    latency: Literal["measured", "flops"] = "measured",
+    time: Literal["latency", "flops"] = "latency",
 ) -> float:
     """DDC reward of ``record``; see :class:`DDCReward`. Status != "ok" gives -1.0."""
-    reward = DDCReward(acc_threshold, time_threshold, params_threshold, slope, latency)
+    reward = DDCReward(acc_threshold, time_threshold, params_threshold, slope, time)
     return reward(record)
 
 
@@ -137,10 +134,11 @@ class BudgetReward:
     A budget is any subset of ``max_param_ratio``, ``max_flop_ratio``, ``max_latency_ratio``
     (student/teacher, inclusive). A student within budget gets the base reward ``R``; a violator
     gets ``(eps - 1) + eps * R``; status != "ok" gives -1.0. ``eps`` falls linearly from ``eps0``
-    to 0 over ``anneal_steps`` policy updates: call :meth:`step` once per update, or
-    :meth:`set_progress` to jump to an update count (e.g. when resuming). ``base`` is any spec
-    accepted by :func:`make_reward`. Each pickled copy (e.g. in a subprocess env) keeps its own
-    update count, so the trainer must forward progress to every copy.
+    to 0 over ``anneal_episodes`` episodes (N2N anneals it over the search): an env calls
+    :meth:`at_episode` with its count of finished episodes before each reward, so the schedule
+    runs by itself; outside an env, call it yourself. ``base`` is any spec accepted by
+    :func:`make_reward`. Each copy of an env (e.g. in a subprocess vector env) counts its own
+    episodes.
     """
 
     max_param_ratio: float | None = None
@@ -148,40 +146,30 @@ class BudgetReward:
     max_latency_ratio: float | None = None
     base: str | Mapping[str, Any] | RewardFn = "n2n"
     eps0: float = 1.0
-    anneal_steps: int = 100
-    updates: int = 0
+    anneal_episodes: int = 100
+    episodes: int = 0
 
     def __post_init__(self) -> None:
         limits = {name: getattr(self, name) for name in _BUDGET_LIMITS.values()}
         if all(v is None for v in limits.values()):
             raise ValueError(f"BudgetReward needs at least one of {sorted(limits)}")
         for name, value in limits.items():
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
-        if not (isinstance(self.eps0, (int, float)) and 0.0 <= self.eps0 <= 1.0):
-            raise ValueError(f"eps0 must be in [0, 1], got {self.eps0!r}")
-        if not (isinstance(self.anneal_steps, int) and self.anneal_steps >= 0):
-            raise ValueError(f"anneal_steps must be an int >= 0, got {self.anneal_steps!r}")
-        self.set_progress(self.updates)
+            check_number(value, name, minimum=0.0, exclusive_minimum=True, optional=True)
+        check_number(self.eps0, "eps0", minimum=0.0, maximum=1.0)
+        check_int(self.anneal_episodes, "anneal_episodes")
+        self.at_episode(self.episodes)
         self.base = make_reward(self.base)
 
-    def epsilon(self, step: int | None = None) -> float:
-        """Epsilon after ``step`` updates (default: the current update count)."""
-        step = self.updates if step is None else step
-        if self.anneal_steps == 0:
+    def epsilon(self, episode: int | None = None) -> float:
+        """Epsilon at ``episode`` finished episodes (default: the current count)."""
+        episode = self.episodes if episode is None else episode
+        if self.anneal_episodes == 0:
             return 0.0
-        return self.eps0 * max(0.0, 1.0 - step / self.anneal_steps)
+        return self.eps0 * max(0.0, 1.0 - episode / self.anneal_episodes)
 
-    def step(self) -> float:
-        """Count one policy update; return the new epsilon."""
-        self.updates += 1
-        return self.epsilon()
-
-    def set_progress(self, updates: int) -> float:
-        """Set the number of policy updates done so far; return the new epsilon."""
-        if not (isinstance(updates, int) and updates >= 0):
-            raise ValueError(f"updates must be an int >= 0, got {updates!r}")
-        self.updates = updates
+    def at_episode(self, episodes: int) -> float:
+        """Set the number of episodes finished so far; return the epsilon the next reward uses."""
+        self.episodes = check_int(episodes, "episodes")
         return self.epsilon()
 
     def within_budget(self, record: Mapping[str, Any]) -> bool:
@@ -207,6 +195,23 @@ class BudgetReward:
 _REWARDS: Mapping[str, RewardFn | type] = MappingProxyType({"n2n": n2n, "ddc": DDCReward, "budget": BudgetReward})
 
 
+def make_env_reward(spec: str | Mapping[str, Any] | RewardFn, time: str) -> RewardFn:
+    """:func:`make_reward` of ``spec`` for an env whose records time students by ``time`` ("latency" or
+    "flops"): every "ddc" reward in it takes that time term unless it names one."""
+    check_choice(time, "time", TIME_TERMS)
+    return make_reward(_with_time(spec, time))
+
+
+def _with_time(spec: Any, time: str) -> Any:
+    if spec == "ddc":
+        return {"name": "ddc", "time": time}
+    if isinstance(spec, Mapping) and spec.get("name") == "ddc":
+        return {"time": time, **spec}
+    if isinstance(spec, Mapping) and spec.get("name") == "budget" and "base" in spec:
+        return {**spec, "base": _with_time(spec["base"], time)}
+    return spec
+
+
 def make_reward(spec: str | Mapping[str, Any] | RewardFn) -> RewardFn:
     """Build a reward from a name (``"n2n"``, ``"ddc"``, ``"budget"``), a dict ``{"name": ..., **options}``,
     or a callable taking the record (returned as is)."""
@@ -223,9 +228,7 @@ def make_reward(spec: str | Mapping[str, Any] | RewardFn) -> RewardFn:
         raise ValueError(f"unknown reward {name!r}; allowed names: {sorted(_REWARDS)}")
     target = _REWARDS[name]
     allowed = [f.name for f in fields(target)] if isinstance(target, type) else []
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for reward {name!r}; allowed: {allowed or 'none'}")
+    check_names(options, allowed, f"option(s) for reward {name!r}")
     return target(**options) if isinstance(target, type) else target
 
 

@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -78,14 +79,14 @@ class ResultsStore:
     Opening validates the file and raises :class:`StoreError` if it is not a results store. The
     object pickles as its path only; a process that did not open the connection (unpickled or
     forked copy) opens its own on first use. ``timeout`` is SQLite's busy timeout in seconds.
-    A connection serves one thread. Use :meth:`close` or a ``with`` block to release it.
+    Each thread (e.g. a scorer's completion callbacks) gets its own connection. Use :meth:`close` or a ``with`` block
+    to release the calling thread's.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.timeout = timeout
-        self._conn: sqlite3.Connection | None = None
-        self._pid: int | None = None
+        self._local = threading.local()
         self._connection()
 
     def __repr__(self) -> str:
@@ -96,7 +97,7 @@ class ResultsStore:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path, self.timeout = state["path"], state["timeout"]
-        self._conn, self._pid = None, None
+        self._local = threading.local()
 
     def __enter__(self) -> ResultsStore:
         return self
@@ -105,10 +106,11 @@ class ResultsStore:
         self.close()
 
     def close(self) -> None:
-        """Close this process's connection (a later call reopens it)."""
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn, self._pid = None, None
+        """Close this thread's connection (a later call reopens it)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = self._local.pid = None
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record stored under ``key``, or None."""
@@ -196,12 +198,13 @@ class ResultsStore:
         return [row[0] for row in rows]
 
     def _connection(self) -> sqlite3.Connection:
-        """This process's connection, opened (and the schema checked/created) on first use."""
+        """This thread's connection, opened (and the schema checked/created) on first use."""
         pid = os.getpid()
-        if self._conn is not None and self._pid == pid:
-            return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == pid:
+            return conn
         # A connection inherited through fork() belongs to the parent: drop it, never use it.
-        self._conn, self._pid = None, None
+        self._local.conn = self._local.pid = None
         with self._guard("open"):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
@@ -210,7 +213,7 @@ class ResultsStore:
             except BaseException:
                 conn.close()
                 raise
-        self._conn, self._pid = conn, pid
+        self._local.conn, self._local.pid = conn, pid
         return conn
 
     @contextlib.contextmanager

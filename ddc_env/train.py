@@ -3,6 +3,7 @@ and batched inference. Teacher training and student distillation both run throug
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -173,3 +174,15 @@ def chunks(n: int, batch_size: int) -> Iterator[slice]:
     """Consecutive slices covering range(n)."""
     for i in range(0, n, batch_size):
         yield slice(i, min(i + batch_size, n))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: as they are); the count is restored after."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -26,10 +26,11 @@ import pytest
 import torch
 
 import ddc_env  # noqa: F401  (registers the ids)
-from agents.common import SearchLog, load_checkpoint
-from agents.controllers import (EncoderDecoder, RecurrentActorCritic, RemovalPolicy, ShrinkPolicy, sample_masked,
+from ddc_env.agents.common import load_checkpoint
+from ddc_env.cli.runs import SearchLog
+from ddc_env.agents.controllers import (EncoderDecoder, RecurrentActorCritic, RemovalPolicy, ShrinkPolicy, sample_masked,
                                 seeded)
-from agents.random_search import random_search
+from ddc_env.agents.random_search import random_search
 from ddc_env.arch import REMOVE, apply_decisions, build
 from ddc_env.models import vgg11
 from ddc_env.models.checkpoints import TeacherCheckpoint
@@ -124,7 +125,7 @@ def test_agent_runs_checkpoints_and_resumes(agent, stages, hyperparams, synth_te
 
 
 def test_bad_arguments_are_clear_errors(synth_teacher, synth_dir, tmp_path):
-    from agents import actor_critic, encoder_decoder, reinforce
+    from ddc_env.agents import actor_critic, encoder_decoder, reinforce
 
     env_fn = functools.partial(lenet_env, synth_teacher, synth_dir, fidelity=ZERO, reward=ParamTarget(0.5),
                                **LENET_ROUNDING)

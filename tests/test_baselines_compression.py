@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from baselines.common import BaselineConfig, run_baseline
-from baselines.deep_compression import (decode, encode, fix_shared_weights, huffman_decode, huffman_encode,
+from ddc_env.cli.baseline import BaselineConfig, run_baseline
+from ddc_env.baselines.deep_compression import (decode, encode, fix_shared_weights, huffman_decode, huffman_encode,
                                         huffman_lengths, kmeans_1d, make_pruning_permanent, prune_magnitude,
                                         share_weights)
-from baselines.quantize import quantize_int8
+from ddc_env.baselines.quantize import quantize_int8
 from ddc_env.arch import Block, Conv, GlobalPool, Linear, NetSpec, build
 from ddc_env.store import ResultsStore
 
@@ -181,7 +181,7 @@ def test_deep_compression_stores_the_teacher_in_a_fifth_of_its_size(dc_run) -> N
     assert record["flops"] == record["teacher_flops"] and record["latency_ms"] > 0
     assert 0.0 <= record["val_acc"] <= 1.0
     assert _labels(out, "baseline:deep_compression") == ["pruned_step1", "kmeans_k4", "deep_compression_k4"]
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "results.sqlite", "summary.json", "models"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "results.sqlite", "summary.json", "models", ".lock"}
     assert {p.name for p in (out / "models").iterdir()} == {f"deep_compression_k4.{ext}" for ext in ("bin", "json",
                                                                                                     "pt")}
 
@@ -215,7 +215,7 @@ def _check_int8(summary: dict, out: Path, label: str) -> dict:
     assert record["val_acc"] >= record["fp32_val_acc"] - 0.15
     assert record["latency_ms"] > 0 and record["fp32_latency_ms"] > 0
     assert record["int8_speedup"] == pytest.approx(record["fp32_latency_ms"] / record["latency_ms"])
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "results.sqlite", "summary.json", "models"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "results.sqlite", "summary.json", "models", ".lock"}
     scripted = torch.jit.load(out / result["model"]["torchscript"])
     logits = scripted(torch.randn(3, 1, 28, 28))
     assert logits.shape == (3, 4) and torch.isfinite(logits).all()

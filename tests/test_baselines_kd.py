@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from baselines import get_baseline
-from baselines.common import BaselineConfig, run_baseline
+from ddc_env.baselines import get_baseline
+from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import Conv, GlobalPool, Linear, NetSpec, Pool, apply_decisions, build, uniform_choices
 from ddc_env.data import normalize
 from ddc_env.models import MODELS, lenet5
@@ -86,22 +86,22 @@ def test_kd_student_distils_a_random_init_small_vgg(kd_run, env_kwargs, synth_te
     assert record["params"] == spec.params == 18284 < record["teacher_params"] == lenet5(4).params
     assert record["distilled_from"] == "teacher" and result["assistants"] == []
     # the weights are those of the seeded random init KD-trained on the teacher's cached logits
-    evaluator = gym.make("DDC-LeNet5-MNIST", **env_kwargs, store=None).unwrapped.evaluator
+    distiller = gym.make("DDC-LeNet5-MNIST", **env_kwargs, store=None).unwrapped.scorer.inner.distiller
     torch.manual_seed(0)
-    net = evaluator.precision.prepare(build(spec))
-    evaluator.distill(net)
+    net = distiller.precision.prepare(build(spec))
+    distiller.distill(net)
     for key, value in net.state_dict().items():
         torch.testing.assert_close(weights[key], value, rtol=0, atol=0, msg=key)
     net.load_state_dict(weights)
-    assert record["val_acc"] == pytest.approx(evaluator.accuracy(net))
+    assert record["val_acc"] == pytest.approx(distiller.accuracy(net))
 
 
-def _view_logits(evaluator, net: nn.Module) -> torch.Tensor:
-    """The net's logits on the evaluator's cached views, computed with public helpers only."""
-    images, _ = evaluator.teacher_views()
-    mean, std = evaluator.data.mean, evaluator.data.std
-    return torch.stack([predict(net, [normalize(view, mean, std)], device=evaluator.device,
-                                precision=evaluator.precision) for view in images])
+def _view_logits(distiller, net: nn.Module) -> torch.Tensor:
+    """The net's logits on the distiller's cached views, computed with public helpers only."""
+    images, _ = distiller.teacher_views()
+    mean, std = distiller.data.mean, distiller.data.std
+    return torch.stack([predict(net, [normalize(view, mean, std)], device=distiller.device,
+                                precision=distiller.precision) for view in images])
 
 
 def test_pyramid_distils_each_model_from_the_previous(pyramid_run, kd_run, env_kwargs) -> None:
@@ -119,17 +119,17 @@ def test_pyramid_distils_each_model_from_the_previous(pyramid_run, kd_run, env_k
     assert [r["params"] for r in records] == [*params, spec.params]
 
     # rebuild the chain: each model from the same seeded init, KD-trained on the previous model's logits
-    evaluator = gym.make("DDC-LeNet5-MNIST", **env_kwargs, store=None).unwrapped.evaluator
+    distiller = gym.make("DDC-LeNet5-MNIST", **env_kwargs, store=None).unwrapped.scorer.inner.distiller
     logits = None
     for w, record in zip(widths, records):
         torch.manual_seed(0)
-        assistant = evaluator.precision.prepare(build(ddc_small_vgg(4, 1, (28, 28), width=w)))
-        evaluator.distill(assistant, teacher_logits=logits)
-        assert evaluator.accuracy(assistant) == pytest.approx(record["val_acc"])
-        logits = _view_logits(evaluator, assistant)
+        assistant = distiller.precision.prepare(build(ddc_small_vgg(4, 1, (28, 28), width=w)))
+        distiller.distill(assistant, teacher_logits=logits)
+        assert distiller.accuracy(assistant) == pytest.approx(record["val_acc"])
+        logits = _view_logits(distiller, assistant)
     torch.manual_seed(0)
-    student = evaluator.precision.prepare(build(spec))
-    evaluator.distill(student, teacher_logits=logits)
+    student = distiller.precision.prepare(build(spec))
+    distiller.distill(student, teacher_logits=logits)
     for key, value in student.state_dict().items():
         torch.testing.assert_close(weights[key], value, rtol=0, atol=0, msg=key)
     # kd_student's student of the same spec and init learnt from the teacher instead: other weights

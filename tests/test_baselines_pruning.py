@@ -9,9 +9,10 @@ import pytest
 import torch
 import yaml
 
-from baselines import BASELINES
-from baselines.common import BaselineConfig, Context, load_baseline_config, run_baseline
-from baselines.structured_pruning import allocate_global, allocate_per_layer, l1_ranking, taylor_importance
+from ddc_env.baselines import BASELINES
+from ddc_env.baselines.common import Context
+from ddc_env.cli.baseline import BaselineConfig, load_baseline_config, run_baseline
+from ddc_env.baselines.structured_pruning import allocate_global, allocate_per_layer, l1_ranking, taylor_importance
 from ddc_env.arch import build, channel_counts, inherit, with_channels
 from ddc_env.cli import main
 from ddc_env.metrics import count_params
@@ -95,9 +96,10 @@ def test_inherit_keeps_the_channels_a_criterion_ranks_highest():
 
 def test_taylor_ranks_a_channel_nothing_reads_last_whatever_its_norm(synth_teacher, synth_dir, tmp_path):
     env = gym.make("DDC-LeNet5-MNIST", **_env_kwargs(synth_teacher, synth_dir)).unwrapped
-    ctx = Context(env, tmp_path, "baseline:test", progress=False)
+    ctx = Context(env.task, env.scorer.inner, ResultsStore(tmp_path / "r.sqlite"), tmp_path / "models",
+                  "baseline:test", progress=False)
     spec = env.student_spec({})
-    net = ctx.evaluator.init_student(spec)
+    net = ctx.distiller.init_student(spec)
     with torch.no_grad():  # conv2 channel 5: the largest filter, but fc1 ignores it
         conv2, fc1 = net.unit("conv2").conv, net.unit("fc1").fc
         conv2.weight[5] *= 100

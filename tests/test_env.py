@@ -65,7 +65,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 def play(env: DDCEnv, choices: dict[str, Any], seed: int | None = None) -> tuple[float, dict[str, Any]]:
     """Run one episode making ``choices`` (decision name -> "remove" | width; others keep 1.0)."""
     env.reset(seed=seed)
-    if env.config.action_mode == "one_shot":
+    if isinstance(env.action_space, gym.spaces.MultiDiscrete):
         action = np.array([env.action_of(choices.get(d.name, 1.0)) for d in env.decisions])
         _, reward, terminated, _, info = env.step(action)
         assert terminated
@@ -83,7 +83,7 @@ def play(env: DDCEnv, choices: dict[str, Any], seed: int | None = None) -> tuple
 
 def random_episode(env: DDCEnv, rng: np.random.Generator) -> tuple[float, dict[str, Any]]:
     """One episode of uniformly random allowed actions."""
-    if env.config.action_mode == "one_shot":
+    if isinstance(env.action_space, gym.spaces.MultiDiscrete):
         masks = env.action_masks().reshape(len(env.decisions), -1)
         _, reward, _, _, info = env.step(np.array([rng.choice(np.flatnonzero(m)) for m in masks]))
         return reward, info
@@ -102,7 +102,11 @@ def test_unknown_argument_lists_allowed_ones():
 @pytest.mark.parametrize("overrides, message", [
     ({"action_mode": "batch"}, r"'batch'.*sequential.*one_shot"),
     ({"stages": "three"}, r"'three'.*two_stage.*joint"),
-    ({"latency": "guess"}, r"'guess'.*measured.*flops"),
+    ({"latency": "guess"}, r"'guess'.*model.*measured.*flops"),
+    ({"masked_action": "ignore"}, r"'ignore'.*nearest.*penalty"),
+    ({"latency_threads": 0}, r"latency_threads must be a positive integer"),
+    ({"seed": 1.5}, r"seed must be an integer"),
+    ({"max_train": -5}, r"max_train must be a positive integer"),
     ({"render_mode": "human"}, r"'human'.*ansi"),
     ({"width_choices": (0.5, 0.75)}, r"include 1.0"),
     ({"width_choices": (0.5, 0.25, 1.0)}, r"strictly increasing"),
@@ -150,7 +154,7 @@ def test_maskable_ppo_trains_on_it(world, mode):
 
 def test_spaces_and_masks(world):
     env = world.env(stages="joint", kernel_shrink=True)
-    k = len(env.config.width_choices)
+    k = len(env.task.width_choices)
     assert env.action_space.n == 1 + 2 * k
     names = [d.name for d in env.decisions]
     assert names == ["conv1", "conv2", "fc1", "fc2"]
@@ -258,8 +262,8 @@ def test_same_seed_same_rewards(world):
 
 def test_class_subset_student_and_auto_teacher(world):
     env = world.env(teacher="auto", classes=(0, 2))
-    assert env.teacher.path == world.teacher.path  # the cached whole-dataset teacher
-    assert env.class_indices == (0, 2)
+    assert env.task.teacher.path == world.teacher.path  # the cached whole-dataset teacher
+    assert env.task.class_indices == (0, 2)
     _, info = play(env, {"fc1": 0.5})
     assert info["status"] == "ok" and info["spec"]["units"][-1]["out_features"] == 2
 
@@ -268,12 +272,12 @@ def test_auto_teacher_trains_with_a_warning(world, tmp_path, monkeypatch):
     monkeypatch.setenv("DDC_HOME", str(tmp_path / "home"))
     with pytest.warns(UserWarning, match="training one now"):
         env = world.env(teacher="auto", teacher_epochs=1)
-    assert env.teacher.path.parent == tmp_path / "home" / "teachers"
-    assert env.teacher.meta["recipe"]["epochs"] == 1
+    assert env.task.teacher.path.parent == tmp_path / "home" / "teachers"
+    assert env.task.teacher.meta["recipe"]["epochs"] == 1
 
 
 def test_masked_action_ends_with_invalid_penalty(world):
-    env = world.env()
+    env = world.env(masked_action="penalty")
     env.reset()
     _, reward, terminated, truncated, info = env.step(env.action_of(0.5))  # fc1's removal pass: no widths
     assert (reward, terminated, truncated) == (-1.0, True, False)
@@ -281,11 +285,32 @@ def test_masked_action_ends_with_invalid_penalty(world):
     with pytest.raises(RuntimeError, match="reset"):
         env.step(0)
 
-    one = world.env(action_mode="one_shot")
+    one = world.env(action_mode="one_shot", masked_action="penalty")
     one.reset()
     action = np.array([one.action_of(c) for c in ("remove", 1.0, 1.0, 1.0)])  # conv1 cannot be removed
     _, reward, terminated, _, info = one.step(action)
     assert reward == -1.0 and terminated and info["status"] == "invalid" and "conv1" in info["reason"]
+
+
+def test_masked_action_takes_the_nearest_allowed_one_by_default(world):
+    env = world.env()
+    env.reset()
+    _, _, terminated, _, _ = env.step(env.action_of(0.5))  # fc1's removal pass: a width means "keep"
+    assert not terminated and env.current_decision.name == "fc2"
+    env.step(env.action_of("remove"))  # fc2 removed (allowed)
+    assert env.current_pass == "shrink" and env.current_decision.name == "conv1"
+    _, _, _, _, _ = env.step(env.action_of("remove"))  # conv1 cannot be removed: its narrowest width instead
+    env.step(env.action_of(1.0))
+    _, reward, terminated, _, info = env.step(env.action_of(0.8))  # fc1
+    assert terminated and info["status"] == "ok" and info["masked_actions"] == 2
+    assert info["choices"] == {"conv1": 0.25, "conv2": 1.0, "fc1": 0.8, "fc2": 0.0}
+
+    one = world.env(action_mode="one_shot")
+    one.reset()
+    action = np.array([one.action_of(c) for c in ("remove", 0.5, 1.0, "remove")])
+    _, _, terminated, _, info = one.step(action)
+    assert terminated and info["status"] == "ok" and info["masked_actions"] == 1
+    assert info["choices"]["conv1"] == 0.25 and info["choices"]["fc2"] == 0.0
 
 
 @pytest.mark.parametrize("action", [8, -1, 1.5, "remove", np.array([1])])
@@ -317,7 +342,8 @@ def test_masked_random_actions_always_give_valid_students(world, tmp_path, monke
     teacher = TeacherCheckpoint(build(spec).eval(), spec, {}, tmp_path / "random.pt")
     env = DDCEnv(**world.kwargs(model=model, teacher=teacher, reward=lambda record: 0.0, **overrides,
                                 **({} if model == "lenet5" else {"dataset": "rgb", "data_dir": str(tmp_path)})))
-    monkeypatch.setattr(env.evaluator, "evaluate", lambda s: {"status": "ok", "spec_hash": s.hash()})
+    monkeypatch.setattr(env.scorer.inner, "evaluate", lambda s: {"status": "ok", "spec_hash": s.hash(),
+                                                                 "eval_seconds": 0.0})
     rng = np.random.default_rng(0)
     hashes = set()
     for _ in range(60):
@@ -337,10 +363,9 @@ def test_modes_agree_on_resnet_stages(world, tmp_path, monkeypatch):
     for overrides in ({"stages": "two_stage"}, {"stages": "joint"}, {"action_mode": "one_shot"}):
         env = DDCEnv(**world.kwargs(model="resnet18", teacher=teacher, dataset="rgb", data_dir=str(tmp_path),
                                     **overrides))
-        monkeypatch.setattr(env.evaluator, "evaluate", lambda s: {"status": "ok", "spec_hash": s.hash(),
-                                                                  "val_acc": 1.0, "teacher_val_acc": 1.0,
-                                                                  "params": s.params, "teacher_params": spec.params,
-                                                                  "flops": s.flops, "teacher_flops": spec.flops})
+        monkeypatch.setattr(env.scorer.inner, "evaluate", lambda s: {
+            "status": "ok", "spec_hash": s.hash(), "val_acc": 1.0, "teacher_val_acc": 1.0, "params": s.params,
+            "teacher_params": spec.params, "flops": s.flops, "teacher_flops": spec.flops, "eval_seconds": 0.0})
         _, info = play(env, choices)
         assert info["status"] == "ok"
         hashes.append(info["spec_hash"])
@@ -388,16 +413,22 @@ def test_async_vector_env_runs_full_episodes(world, tmp_path, monkeypatch):
 
 
 def test_registered_ids(world):
-    assert set(registration.ENV_IDS) >= {
-        "DDC-ResNet18-CIFAR10", "DDC-ResNet34-CIFAR10", "DDC-VGG11-CIFAR10", "DDC-VGG19-CIFAR10",
-        "DDC-ResNet18-CIFAR100", "DDC-LeNet5-MNIST", "DDC-VGG11-MNIST", "DDC-ResNet18-CIFAR10-Vehicles",
-        "DDC-ResNet18-CIFAR10-Animals"}
-    for env_id in registration.ENV_IDS:
+    names = {"DDC-ResNet18-CIFAR10", "DDC-ResNet34-CIFAR10", "DDC-VGG11-CIFAR10", "DDC-VGG19-CIFAR10",
+             "DDC-ResNet18-CIFAR100", "DDC-LeNet5-MNIST", "DDC-VGG11-MNIST", "DDC-ResNet18-CIFAR10-Vehicles",
+             "DDC-ResNet18-CIFAR10-Animals"}
+    assert set(registration.LIVE_IDS) == {f"{name}-v0" for name in names}
+    for env_id in registration.LIVE_IDS:
         assert gym.registry[env_id].entry_point == "ddc_env.env:DDCEnv"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         importlib.reload(registration)  # registering again is silent
-    assert gym.registry["DDC-ResNet18-CIFAR10-Vehicles"].kwargs["classes"] == "vehicles"
+        for name in names:  # the names without a version (README, mission) resolve to v0, without a warning
+            assert registration.resolve_id(name) == f"{name}-v0"
+            assert registration.resolve_id(f"ddc_env:{name}") == f"{name}-v0"
+        env = gym.make("DDC-LeNet5-MNIST", **world.kwargs())
+        assert env.spec.id == "DDC-LeNet5-MNIST-v0"
+        env.close()
+    assert gym.registry["DDC-ResNet18-CIFAR10-Vehicles-v0"].kwargs["classes"] == "vehicles"
 
 
 def test_gym_make_with_overrides(world):
@@ -421,3 +452,16 @@ def test_render_ansi(world):
     play(env, {"fc1": "remove", "conv1": 0.5})
     text = env.render()
     assert "remove" in text and "width 0.5" in text and "val_acc" in text and "reward" in text
+
+
+def test_the_env_anneals_the_budget_reward(world):
+    """N2N's budget penalty: epsilon falls from 1 to 0 over the env's own episodes, so an over-budget student's
+    reward goes from the base reward to -1 without any agent calling the reward."""
+    from ddc_env.rewards import n2n
+
+    env = world.env(reward={"name": "budget", "max_param_ratio": 0.2, "anneal_episodes": 2})
+    rewards = [play(env, {"fc2": 0.5})[0] for _ in range(3)]  # ratio ~0.9: over budget, a cache hit after the first
+    base = n2n(play(world.env(reward="n2n"), {"fc2": 0.5})[1])
+    assert rewards[0] == pytest.approx(base)  # eps = 1: (1 - 1) + 1 * R
+    assert rewards[1] == pytest.approx(-0.5 + 0.5 * base)  # eps = 0.5
+    assert rewards[2] == -1.0  # eps = 0

@@ -11,11 +11,11 @@ import onnxruntime
 import pytest
 import torch
 
-from agents.search import SearchConfig, run_search
-from baselines.common import BaselineConfig, run_baseline
+from ddc_env.cli.search import SearchConfig, run_search
+from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import NetSpec
 from ddc_env.cli import main
-from ddc_env.report import load_model, make_env, read_run
+from ddc_env.cli.report import load_live, load_model, read_run
 from ddc_env.store import ResultsStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")  # the tests load TorchScript files
@@ -106,12 +106,9 @@ def test_any_evaluated_student_by_spec_hash_is_trained_again(runs, tmp_path, cap
     assert main(["export", str(search), "--spec", row["spec_hash"][:10], "--out", str(out)]) == 0
     assert f"student {row['spec_hash']} of" in capsys.readouterr().out
 
-    env = make_env(read_run(search))
-    try:  # the export is the evaluated student: the evaluator trains it again to the same validation accuracy
-        student, _ = env.evaluator.train_student(NetSpec.from_dict(row["record"]["spec"]))
-        assert env.evaluator.accuracy(student) == row["record"]["val_acc"]
-    finally:
-        env.close()
+    _, distiller = load_live(read_run(search))  # the export is the evaluated student: trained again the same way
+    student, _ = distiller.train_student(NetSpec.from_dict(row["record"]["spec"]))
+    assert distiller.accuracy(student) == row["record"]["val_acc"]
     x = _inputs()
     with torch.no_grad():
         expected = student.float().to(memory_format=torch.contiguous_format)(x)

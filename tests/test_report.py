@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.common import SearchLog
-from agents.search import SearchConfig, run_search
-from baselines.common import BaselineConfig, run_baseline
+from ddc_env.cli.runs import SearchLog
+from ddc_env.cli.search import SearchConfig, run_search
+from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import NetSpec, build
 from ddc_env.cli import main
 from ddc_env.models.teacher import evaluate_accuracy
-from ddc_env.report import make_env, read_run
+from ddc_env.cli.report import load_live, read_run
 
 EPISODES = 4
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -84,16 +84,13 @@ def test_report_plots_and_tables_search_and_baseline(runs, tmp_path, capsys):
     assert rows[0]["param_ratio"] == 1.0 and 0 < rows[2]["param_ratio"] < 1
 
     # the search's best student: the same accuracy as measured directly on the test split
-    env = make_env(read_run(search))
-    try:
-        net = build(NetSpec.from_json((search / "best_student.json").read_text()))
-        net.load_state_dict(torch.load(search / "best_student.pt", weights_only=True))
-        data, ev = env.data, env.evaluator
-        direct = evaluate_accuracy(net, data.test, data.mean, data.std, device=ev.device, precision=ev.precision)
-        teacher = evaluate_accuracy(ev.teacher, data.test, data.mean, data.std, device=ev.device,
-                                    precision=ev.precision)
-    finally:
-        env.close()
+    task, ev = load_live(read_run(search))
+    net = build(NetSpec.from_json((search / "best_student.json").read_text()))
+    net.load_state_dict(torch.load(search / "best_student.pt", weights_only=True))
+    data = task.data
+    direct = evaluate_accuracy(net, data.test, data.mean, data.std, device=ev.device, precision=ev.precision)
+    teacher = evaluate_accuracy(ev.teacher, data.test, data.mean, data.std, device=ev.device,
+                                precision=ev.precision)
     assert rows[1]["test_acc"] == pytest.approx(direct, abs=1e-9)
     assert rows[0]["test_acc"] == pytest.approx(teacher, abs=1e-9)
 

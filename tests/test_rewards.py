@@ -83,13 +83,13 @@ def test_ddc_thresholds_and_slope_configurable() -> None:
     assert got != pytest.approx(rewards.ddc(make_record()))
 
 
-def test_ddc_flops_vs_measured_latency() -> None:
-    # latency="flops": T/T_t = 500/1000 = 0.5 -> time term sigma(-15 * 0.2) = sigma(-3)
+def test_ddc_flops_vs_latency_time() -> None:
+    # time="flops": T/T_t = 500/1000 = 0.5 -> time term sigma(-15 * 0.2) = sigma(-3)
     expected = logistic(15 * (0.85 / 0.9 - 0.9)) * logistic(-3.0) * logistic(4.5)
-    assert rewards.ddc(make_record(), latency="flops") == pytest.approx(expected)
+    assert rewards.ddc(make_record(), time="flops") == pytest.approx(expected)
     # flops mode ignores latency entirely, so it works without it
     no_latency = make_record(latency_ms=None, teacher_latency_ms=None)
-    assert rewards.ddc(no_latency, latency="flops") == pytest.approx(expected)
+    assert rewards.ddc(no_latency, time="flops") == pytest.approx(expected)
     with pytest.raises(ValueError, match="latency_ms"):
         rewards.ddc(no_latency)
 
@@ -100,8 +100,8 @@ def test_ddc_extreme_values_do_not_overflow() -> None:
 
 
 def test_ddc_rejects_bad_options() -> None:
-    with pytest.raises(ValueError, match="latency"):
-        rewards.ddc(make_record(), latency="wallclock")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown time 'wallclock'"):
+        rewards.ddc(make_record(), time="wallclock")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="slope"):
         rewards.DDCReward(slope=0.0)
 
@@ -120,10 +120,10 @@ def test_budget_violator_formula() -> None:
     record = make_record()
     base = (0.85 / 0.9) * 0.7 * 1.3
     assert rewards.n2n(record) == pytest.approx(base)
-    budget = rewards.BudgetReward(max_param_ratio=0.2, eps0=0.5, anneal_steps=10)
+    budget = rewards.BudgetReward(max_param_ratio=0.2, eps0=0.5, anneal_episodes=10)
     assert not budget.within_budget(record)
     assert budget(record) == pytest.approx((0.5 - 1.0) + 0.5 * base)  # -0.07028
-    budget.set_progress(10)
+    budget.at_episode(10)
     assert budget.epsilon() == 0.0
     assert budget(record) == -1.0  # (0 - 1) + 0 * R
 
@@ -139,13 +139,13 @@ def test_budget_multiple_limits_and_base() -> None:
 
 
 def test_budget_epsilon_anneals_linearly_to_zero() -> None:
-    budget = rewards.BudgetReward(max_param_ratio=0.5, eps0=0.8, anneal_steps=4)
+    budget = rewards.BudgetReward(max_param_ratio=0.5, eps0=0.8, anneal_episodes=4)
     assert [budget.epsilon(s) for s in range(6)] == pytest.approx([0.8, 0.6, 0.4, 0.2, 0.0, 0.0])
     assert budget.epsilon() == 0.8
-    assert [budget.step() for _ in range(5)] == pytest.approx([0.6, 0.4, 0.2, 0.0, 0.0])
-    assert budget.updates == 5
-    assert budget.set_progress(2) == pytest.approx(0.4)
-    assert rewards.BudgetReward(max_param_ratio=0.5, anneal_steps=0).epsilon() == 0.0
+    assert [budget.at_episode(e) for e in range(1, 6)] == pytest.approx([0.6, 0.4, 0.2, 0.0, 0.0])
+    assert budget.episodes == 5
+    assert budget.at_episode(2) == pytest.approx(0.4)
+    assert rewards.BudgetReward(max_param_ratio=0.5, anneal_episodes=0).epsilon() == 0.0
 
 
 def test_budget_rejects_bad_options() -> None:
@@ -155,8 +155,10 @@ def test_budget_rejects_bad_options() -> None:
         rewards.BudgetReward(max_param_ratio=0.5, eps0=1.5)
     with pytest.raises(ValueError, match="max_flop_ratio"):
         rewards.BudgetReward(max_flop_ratio=-1.0)
-    with pytest.raises(ValueError, match="updates"):
-        rewards.BudgetReward(max_param_ratio=0.5).set_progress(-1)
+    with pytest.raises(ValueError, match="episodes must be an integer >= 0"):
+        rewards.BudgetReward(max_param_ratio=0.5).at_episode(-1)
+    with pytest.raises(ValueError, match="max_param_ratio must be a finite number"):
+        rewards.BudgetReward(max_param_ratio=math.nan)
 
 
 def test_make_reward_specs() -> None:
@@ -164,8 +166,8 @@ def test_make_reward_specs() -> None:
     assert rewards.make_reward("n2n") is rewards.n2n
     assert rewards.make_reward({"name": "n2n"}) is rewards.n2n
     assert rewards.make_reward("ddc")(record) == pytest.approx(rewards.ddc(record))
-    slope10 = rewards.make_reward({"name": "ddc", "slope": 10, "latency": "flops"})
-    assert slope10(record) == pytest.approx(rewards.ddc(record, slope=10, latency="flops"))
+    slope10 = rewards.make_reward({"name": "ddc", "slope": 10, "time": "flops"})
+    assert slope10(record) == pytest.approx(rewards.ddc(record, slope=10, time="flops"))
     budget = rewards.make_reward({"name": "budget", "max_param_ratio": 0.2, "base": {"name": "ddc"}, "eps0": 0.0})
     assert isinstance(budget, rewards.BudgetReward)
     assert budget(record) == -1.0
@@ -187,9 +189,10 @@ def test_make_reward_does_not_mutate_spec() -> None:
     [
         ("nope", r"allowed names: \['budget', 'ddc', 'n2n'\]"),
         ({"slope": 3}, "unknown reward None"),
-        ({"name": "ddc", "slop": 3}, r"unknown option\(s\) \['slop'\].*acc_threshold.*slope"),
-        ({"name": "n2n", "slope": 3}, "allowed: none"),
-        ({"name": "ddc", "latency": "wall"}, "latency must be"),
+        ({"name": "ddc", "slop": 3}, r"unknown option\(s\) for reward 'ddc' \['slop'\].*acc_threshold.*slope"),
+        ({"name": "n2n", "slope": 3}, r"allowed: \[\]"),
+        ({"name": "ddc", "time": "wall"}, "unknown time 'wall'"),
+        ({"name": "ddc", "slope": math.nan}, "slope must be a finite number > 0"),
         (3, "reward spec must be"),
     ],
 )
@@ -205,9 +208,9 @@ def test_make_reward_errors(spec: Any, message: str) -> None:
 def test_rewards_pickle_round_trip(spec: Any) -> None:
     reward = rewards.make_reward(spec)
     if isinstance(reward, rewards.BudgetReward):
-        reward.step()
+        reward.at_episode(1)
     clone = pickle.loads(pickle.dumps(reward))
     record = make_record()
     assert clone(record) == reward(record)
     if isinstance(reward, rewards.BudgetReward):
-        assert clone.updates == 1
+        assert clone.episodes == 1

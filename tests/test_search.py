@@ -16,9 +16,10 @@ import pytest
 import torch
 import yaml
 
-import ddc_env.evaluate
-from agents import AGENTS
-from agents.search import SearchConfig, load_config, parse_scalar, read_run_config, run_search
+from ddc_env.scoring import LiveScorer
+from ddc_env.agents import AGENTS
+from ddc_env.cli.config import parse_scalar
+from ddc_env.cli.search import SearchConfig, load_config, read_run_config, run_search
 from ddc_env.arch import NetSpec, apply_decisions, build, uniform_choices
 from ddc_env.cli import main
 
@@ -80,7 +81,7 @@ def test_changing_the_agent_drops_the_configs_agent_kwargs(tmp_path, synth_teach
     ({"episods": 3}, [], "unknown search config key(s) ['episods']; allowed: ['env_id'"),
     ({}, ["episods=3"], "unknown search config key 'episods'"),
     ({}, ["episodes"], "an override is key=value"),
-    ({}, ["episodes=0"], "episodes must be an integer >= 1"),
+    ({}, ["episodes=0"], "episodes must be a positive integer"),
     ({}, ["agent=sarsa"], "unknown agent 'sarsa'; allowed: reinforce"),
     ({"agent": None}, [], "needs agent (or pass --agent)"),
     ({}, ["env_id=DDC-Nope"], "unknown env_id 'DDC-Nope'"),
@@ -152,7 +153,7 @@ def test_killed_search_resumes_without_recomputing(tmp_path, synth_teacher, synt
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     stderr = tmp_path / "stderr.txt"
     with open(stderr, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "ddc_env.cli", "search", "--config", str(config), "--out",
+        proc = subprocess.Popen([sys.executable, "-m", "ddc_env", "search", "--config", str(config), "--out",
                                  str(out), "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 90
@@ -170,13 +171,13 @@ def test_killed_search_resumes_without_recomputing(tmp_path, synth_teacher, synt
     assert 2 <= len(before) < episodes and not (out / "summary.json").exists()
 
     trained = []  # spec hashes the resumed search trains
-    original = ddc_env.evaluate.Evaluator._train_and_measure
+    original = LiveScorer.evaluate
 
     def spy(self, spec):
         trained.append(spec.hash())
         return original(self, spec)
 
-    monkeypatch.setattr(ddc_env.evaluate.Evaluator, "_train_and_measure", spy)
+    monkeypatch.setattr(LiveScorer, "evaluate", spy)
     assert main(["search", "--resume", "--out", str(out), "--quiet"]) == 0
     assert trained and not set(trained) & set(before)  # no finished evaluation is recomputed
     after = _store_hashes(out)
@@ -233,7 +234,7 @@ def test_resume_refuses_a_changed_config(tmp_path, synth_teacher, synth_dir, cap
     (["search", "--config", "CONFIG", "--agent", "sarsa"], "unknown --agent 'sarsa'; allowed: reinforce"),
     (["search", "--config", "missing.yaml"], "no config file missing.yaml"),
     (["search", "--config", "CONFIG", "--set", "env_kwargs.dataset=nope"], "unknown dataset 'nope'"),
-    (["search", "--config", "CONFIG", "--init-from", "missing.ckpt"], "missing.ckpt is not a file"),
+    (["search", "--config", "CONFIG", "--init-from", "missing.ckpt"], "missing.ckpt: no such file"),
     (["search", "--resume", "--out", "OUT"], "is not a run folder: it has no config.yaml"),
     (["search", "--config", "CONFIG", "--episodes", "0"], "must be a positive integer"),
 ])

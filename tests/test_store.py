@@ -6,6 +6,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import threading
 import re
 import sqlite3
 import time
@@ -145,10 +146,28 @@ def test_pickle_round_trip(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path / "r.db")
     store.put("k1", record(1), **WHERE)
     clone = pickle.loads(pickle.dumps(store))
-    assert clone.path == store.path and clone._conn is None
+    assert clone.path == store.path
     assert clone.get("k1") == record(1)
     assert clone.put("k2", record(2), **WHERE)
     assert store.get("k2") == record(2)
+
+
+def test_each_thread_writes_through_its_own_connection(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "r.db")
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            store.put(f"t{i}", record(i), **WHERE)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and store.count() == 4
 
 
 def test_reopens_connection_in_new_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,7 +78,8 @@ def module_key(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _unit_module(u: Unit, c_in: int) -> nn.Module:
+def unit_module(u: Unit, c_in: int) -> nn.Module:
+    """The (randomly initialised) torch module of one unit taking ``c_in`` input channels or features."""
     if isinstance(u, Conv):
         return ConvUnit(c_in, u)
     if isinstance(u, Block):
@@ -103,7 +104,7 @@ class Net(nn.Module):
         self.spec = spec
         self.units = nn.ModuleDict()
         for row in spec.shapes():
-            self.units[module_key(row.unit.name)] = _unit_module(row.unit, row.inp[0])
+            self.units[module_key(row.unit.name)] = unit_module(row.unit, row.inp[0])
 
     def unit(self, name: str) -> nn.Module:
         return self.units[module_key(name)]

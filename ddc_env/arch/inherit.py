@@ -8,7 +8,7 @@ channels no longer correspond to the teacher's: the consumer keeps its input sli
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -177,23 +177,62 @@ def inherit(teacher: Net, teacher_spec: NetSpec, student_spec: NetSpec, *,
     return student
 
 
+def stale_batchnorms(student: Net, teacher_spec: NetSpec, student_spec: NetSpec) -> list[nn.Module]:
+    """The BatchNorm layers of an inherited ``student`` whose input distribution differs from the teacher's.
+
+    A BN layer keeps exact statistics for the channels it kept as long as everything before it computes what the
+    teacher computes: the units before the first changed (removed, narrowed, kernel-shrunk) unit, and within the
+    first changed unit the BN right after an unchanged input (a narrower conv's kept filters see the teacher's
+    inputs). Every BN after that is stale: re-estimating the exact ones too would only add sampling noise, and on
+    a class subset it would fit them to a distribution the teacher's later layers were not trained on.
+    """
+    teacher_units = {u.name: u for u in teacher_spec.units}
+    kept = {u.name for u in student_spec.units}
+    stale: list[nn.Module] = []
+    changed = False  # whether the current unit's input differs from the teacher's
+    for t_unit in teacher_spec.units:
+        if t_unit.name not in kept:
+            changed = True
+            continue
+        u = student_spec.unit(t_unit.name)
+        m = student.unit(u.name)
+        bns = [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
+        if changed:
+            stale += bns
+        elif isinstance(u, Conv) and m.bn is not None and u.kernel != teacher_units[u.name].kernel:
+            stale.append(m.bn)
+        elif isinstance(u, Block) and u.mid_channels != teacher_units[u.name].mid_channels:
+            stale += [m.bn2] + ([m.bn3] if m.bottleneck else [])
+        changed = changed or u != teacher_units[u.name]
+    return stale
+
+
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
-    """Re-estimate every BatchNorm's running statistics as a cumulative average over ``batches`` (already
-    normalised inputs); returns the number of images seen. Restores the model's mode and BN momenta."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor],
+                          only: Collection[nn.Module] | None = None) -> int:
+    """Re-estimate BatchNorm running statistics as a cumulative average over ``batches`` (already normalised
+    inputs); returns the number of images seen. ``only``: the BN layers to re-estimate (default all); the others
+    keep their statistics and normalise with them during the pass, as at inference. Restores the model's modes and
+    BN momenta."""
+    all_bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    chosen = {id(m) for m in only} if only is not None else {id(m) for m in all_bns}
+    bns = [m for m in all_bns if id(m) in chosen]
     if not bns:
         return 0
-    was_training, momenta = model.training, [bn.momentum for bn in bns]
+    modes = [(m, m.training) for m in model.modules()]
+    momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None
-    model.train()
+    model.eval()
+    for bn in bns:
+        bn.train()
     seen = 0
     for x in batches:
         model(x)
         seen += x.shape[0]
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
-    model.train(was_training)
+    for m, mode in modes:
+        m.training = mode
     return seen

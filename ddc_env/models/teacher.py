@@ -130,6 +130,39 @@ def _progress(total: int, show: bool, what: str, device: torch.device) -> tuple[
     return update, bar
 
 
+def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecipe, *,
+                              model_kwargs: Mapping[str, Any] | None = None,
+                              device: str | torch.device = "auto") -> float:
+    """Seconds :func:`train_teacher` would spend training ``model`` on ``data`` with ``recipe`` on ``device``,
+    extrapolated from a few real training steps (one untimed warm-up step, then ``PROBE_STEPS`` timed ones)."""
+    dev = resolve_device(device)
+    spec = get_model_spec(model, **{**(model_kwargs or {}), "num_classes": data.num_classes,
+                                    "in_channels": data.in_channels, "input_size": data.image_size})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        net = build(spec)
+    precision = Precision.for_device(dev, recipe.amp)
+    net = precision.prepare(net.to(dev)).train()
+    batch = min(recipe.batch_size, len(data.train))
+    x = normalize(data.train.x[:batch].to(dev), data.mean, data.std)
+    y = data.train.y[:batch].to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    for _ in range(PROBE_STEPS + 1):
+        start = time.perf_counter()
+        with precision.autocast(dev):
+            loss = loss_fn(net(precision.inputs(x)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - start)
+    per_image = sum(times[1:]) / (PROBE_STEPS * batch)
+    return per_image * len(data.train) * recipe.epochs
+
+
 def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None = None, *,
                   model_kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "auto",
                   out_path: str | os.PathLike[str] | None = None, progress: bool = True) -> TeacherCheckpoint:

@@ -13,12 +13,12 @@ from typing import Any, NoReturn
 
 import yaml
 
-from .data import DataConfig
-from .models.builders import MODELS
-from .models.checkpoints import CheckpointError, load_teacher, read_sidecar
-from .models.teacher import TeacherRecipe, list_teachers, train_teacher
-from .paths import teachers_dir
-from .train import OptimConfig
+from ..data import DataConfig
+from ..models.builders import MODELS
+from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
+from ..models.teacher import TeacherRecipe, list_teachers, train_teacher
+from ..paths import teachers_dir
+from ..train import OptimConfig
 
 
 class UsageError(Exception):
@@ -199,8 +199,8 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from agents import AGENTS
-    from agents.search import load_config, read_run_config, run_search  # agents build on ddc_env
+    from ..agents import AGENTS
+    from .search import load_config, read_run_config, run_search
 
     if args.resume and args.out is None:
         raise UsageError("ddc search: error: --resume needs --out RUN_DIR (the run folder to continue)")
@@ -250,7 +250,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _add_search(commands: argparse._SubParsersAction) -> None:
-    from agents import AGENTS
+    from ..agents import AGENTS
 
     p = commands.add_parser(
         "search", help="run a search agent on a DDC env from a YAML config",
@@ -277,7 +277,7 @@ def _add_search(commands: argparse._SubParsersAction) -> None:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from baselines.common import load_baseline_config, run_baseline  # baselines build on ddc_env
+    from .baseline import load_baseline_config, run_baseline
 
     try:
         config = load_baseline_config(args.config, args.name, args.set)
@@ -297,7 +297,7 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def _add_baseline(commands: argparse._SubParsersAction) -> None:
-    from baselines import BASELINES
+    from ..baselines import BASELINES
 
     p = commands.add_parser(
         "baseline", help="run a compression baseline on a DDC env's teacher and data",

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .paths import atomic_write_text
+from ..paths import atomic_write_text
 from .report import Report, make_report
 
 ENV_ID = "DDC-LeNet5-MNIST"
@@ -43,8 +43,8 @@ def run_quickstart(out_dir: str | Path, *, episodes: int = 60, seed: int = 0, fi
                    teacher_epochs: int = 8, agent: str = "maskable_ppo", latency: str = "measured",
                    progress: bool = True) -> Report:
     """Run the quickstart into ``out_dir``; returns the report (rows, markdown table, written files)."""
-    from agents.search import SearchConfig, run_search  # agents and baselines build on ddc_env
-    from baselines.common import BaselineConfig, run_baseline
+    from .baseline import BaselineConfig, run_baseline
+    from .search import SearchConfig, run_search
 
     out = Path(out_dir)
     _prepare(out)

@@ -14,7 +14,8 @@
 
 Test accuracy is measured here only, once per final model (the teacher, each search's best student, each
 baseline's final models), on the test split of the run's env data (the teacher's logits narrowed to a class
-subset as the env does). One env is built per distinct (env id, env arguments).
+subset as the env does), with the live task of the run's env (one per distinct env id and arguments); runs on a
+benchmark twin have no test split and show none.
 
 Example::
 
@@ -33,20 +34,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 import yaml
 from torch import nn
 
-from .arch import NetSpec, build
-from .models.teacher import evaluate_accuracy
-from .paths import atomic_write_text
-from .store import ResultsStore
-from .train import Precision
+from .. import registration
+from ..arch import NetSpec, build
+from ..distill import Distiller
+from ..env import make_live_scorer
+from ..models.teacher import evaluate_accuracy
+from ..paths import atomic_write_text
+from ..store import ResultsStore
+from ..task import Task, load_task
+from ..train import Precision
+from .runs import CONFIG_FILE, STORE_FILE, SUMMARY_FILE
+from .runs import read_episodes as read_episode_lines
 
-# file names of a run folder (see agents.search and baselines.common)
-CONFIG_FILE, SUMMARY_FILE, STORE_FILE, EPISODES_FILE = "config.yaml", "summary.json", "results.sqlite", \
-    "episodes.jsonl"
 KINDS = ("search", "baseline")
 _HINT = "expected the folder of a finished `ddc search` or `ddc baseline` run"
 
@@ -114,16 +117,7 @@ def read_run(path: str | Path) -> Run:
 
 def read_episodes(run: Run) -> list[dict[str, Any]]:
     """The lines of a search's ``episodes.jsonl`` (none when missing; a torn last line is skipped)."""
-    path = run.path / EPISODES_FILE
-    if not path.is_file():
-        return []
-    episodes = []
-    for line in path.read_text().splitlines():
-        try:
-            episodes.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return episodes
+    return read_episode_lines(run.path)
 
 
 # ------------------------------------------------------------------------------------------- final models
@@ -173,10 +167,12 @@ def load_model(run_dir: Path, files: dict[str, str]) -> tuple[nn.Module, NetSpec
     return net.eval(), spec
 
 
-def make_env(run: Run) -> Any:
-    """The unwrapped DDC env of a run's config (no results store): its teacher, data and evaluator."""
-    kwargs = {**run.config.get("env_kwargs", {}), "store": None, "run": None}
-    return gym.make(run.config["env_id"], **kwargs).unwrapped
+def load_live(run: Run) -> tuple[Task, Distiller]:
+    """The live task of a run's env (teacher and data) and its distiller at the run's fidelity."""
+    kwargs = {k: v for k, v in run.config.get("env_kwargs", {}).items() if k not in ("store", "run")}
+    config = registration.env_config(run.config["env_id"], kwargs)
+    task = load_task(config.task_config(), progress=False)
+    return task, make_live_scorer(config, task).distiller
 
 
 class _Narrow(nn.Module):
@@ -190,18 +186,18 @@ class _Narrow(nn.Module):
         return self.net(x)[:, self.classes]
 
 
-def measure_test_accuracy(env: Any, net: nn.Module, *, teacher: bool = False) -> float:
-    """Top-1 accuracy of ``net`` on the env data's test split: on the evaluator's device and precision (as
+def measure_test_accuracy(distiller: Distiller, net: nn.Module, *, teacher: bool = False) -> float:
+    """Top-1 accuracy of ``net`` on the task data's test split: on the distiller's device and precision (as
     validation accuracy is measured), TorchScript modules on the CPU in fp32; ``teacher=True`` narrows the
-    logits to the env's class subset."""
-    evaluator, data = env.evaluator, env.evaluator.data
+    logits to the task's class subset."""
+    data = distiller.data
     if isinstance(net, torch.jit.ScriptModule):
         device, precision = torch.device("cpu"), Precision(None, False)
     else:
-        device, precision = evaluator.device, evaluator.precision
+        device, precision = distiller.device, distiller.precision
         net = precision.prepare(net.to(device))
-    if teacher and evaluator.subset:
-        net = _Narrow(net, evaluator.class_indices)
+    if teacher and distiller.class_indices is not None:
+        net = _Narrow(net, distiller.class_indices)
     return evaluate_accuracy(net, data.test, data.mean, data.std, device=device, precision=precision)
 
 
@@ -245,21 +241,18 @@ def report_rows(runs: Sequence[Run], *, test: bool = True) -> list[dict[str, Any
         by_env.setdefault(run.env_key, []).append(run)
     rows = []
     for env_runs in by_env.values():
-        env = make_env(env_runs[0]) if test else None
-        try:
-            teacher = _teacher_row(env_runs[0], _teacher_label(env_runs[0], len(by_env) > 1))
-            if env is not None:
-                teacher["test_acc"] = measure_test_accuracy(env, env.evaluator.teacher, teacher=True)
-            rows.append(teacher)
-            for run in env_runs:
-                for model in final_models(run):
-                    row = _model_row(model)
-                    if env is not None and model.files:
-                        row["test_acc"] = measure_test_accuracy(env, load_model(run.path, model.files)[0])
-                    rows.append(row)
-        finally:
-            if env is not None:
-                env.close()
+        first = env_runs[0]
+        distiller = load_live(first)[1] if test and registration.is_live(first.config["env_id"]) else None
+        teacher = _teacher_row(first, _teacher_label(first, len(by_env) > 1))
+        if distiller is not None:
+            teacher["test_acc"] = measure_test_accuracy(distiller, distiller.teacher, teacher=True)
+        rows.append(teacher)
+        for run in env_runs:
+            for model in final_models(run):
+                row = _model_row(model)
+                if distiller is not None and model.files and ({"torchscript", "weights"} & set(model.files)):
+                    row["test_acc"] = measure_test_accuracy(distiller, load_model(run.path, model.files)[0])
+                rows.append(row)
     return rows
 
 
@@ -416,6 +409,6 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, *
     return Report(rows, markdown, [*paths, out / "report.md", out / "report.json"])
 
 
-__all__ = ["FinalModel", "Report", "Run", "final_models", "format_table", "load_model", "make_env", "make_report",
+__all__ = ["FinalModel", "Report", "Run", "final_models", "format_table", "load_live", "load_model", "make_report",
            "measure_test_accuracy", "plot_curves", "plot_pareto", "quiet_jit", "read_episodes", "read_run",
            "report_rows"]

@@ -2,7 +2,7 @@
 
 What is exported: a search run's best student (``best_student.json`` + ``.pt``), a baseline run's final model
 (``label``, default its first), or any student a search evaluated (``spec_hash``, a unique prefix is enough),
-which is trained again exactly as the env's evaluator trained it. Export runs on the CPU in fp32 with contiguous
+which is trained again exactly as the env's live scorer trained it. Export runs on the CPU in fp32 with contiguous
 memory. The exported file is reloaded and its outputs compared with the torch model's on a batch of the run's
 validation images (random inputs of the model's shape when the data is not available): TorchScript within 1e-4,
 ONNX (onnxruntime) within atol 1e-4 / rtol 1e-3. ONNX files have a dynamic batch axis (input ``input``, output
@@ -21,18 +21,16 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from .arch import NetSpec
-from .data import load_data, normalize
-from .env import make_config
-from .paths import atomic_write_bytes
-from .report import FinalModel, Run, final_models, load_model, make_env, quiet_jit, read_run
+from .. import registration
+from ..arch import NetSpec
+from ..data import DataBundle, load_data, normalize
+from ..paths import atomic_write_bytes
+from .report import FinalModel, Run, final_models, load_live, load_model, quiet_jit, read_run
 
 FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".ts", "onnx": ".onnx"}
@@ -99,12 +97,13 @@ def _evaluated_spec(run: Run, spec_hash: str) -> NetSpec:
     return NetSpec.from_dict(specs[matches[0]])
 
 
-def _example_inputs(run: Run, env: Any, shape: tuple[int, ...] | None) -> tuple[torch.Tensor, str]:
+def _example_inputs(run: Run, data: DataBundle | None, shape: tuple[int, ...] | None) -> tuple[torch.Tensor, str]:
     """A batch of the run's normalised validation images, else random inputs of ``shape`` (C, H, W)."""
     try:
-        data = env.data if env is not None else load_data(make_config(
-            **{**gym.spec(run.config["env_id"]).kwargs, **run.config.get("env_kwargs", {})}).data_config())
-    except (ValueError, OSError) as e:
+        if data is None:
+            kwargs = {k: v for k, v in run.config.get("env_kwargs", {}).items() if k not in ("store", "run")}
+            data = load_data(registration.env_config(run.config["env_id"], kwargs).task_config().data_config())
+    except (ValueError, OSError, AttributeError) as e:
         if shape is None:
             raise ExportError(f"the run's data is not available ({e}), and a TorchScript model does not say its "
                               f"input shape: cannot check the export") from None
@@ -128,26 +127,26 @@ def export_model(run_dir: str | Path, *, fmt: str = "torchscript", spec_hash: st
         _require_onnx()
     run = read_run(run_dir)
     _check_choice(run, spec_hash, label)
-    env = None
-    try:
-        if spec_hash is not None:
-            spec = _evaluated_spec(run, spec_hash)
-            best = run.summary.get("best_student") or {}
-            if best.get("spec_hash") == spec.hash():  # saved already: no need to train it again
-                net, _ = load_model(run.path, best)
-            else:
-                env = make_env(run)
-                net, _ = env.evaluator.train_student(spec)
-            what, name = f"student {spec.hash()} of {run.path}", f"spec_{spec.hash()[:12]}"
+    data = None
+    if spec_hash is not None:
+        spec = _evaluated_spec(run, spec_hash)
+        best = run.summary.get("best_student") or {}
+        if best.get("spec_hash") == spec.hash() and "weights" in best:  # saved already: no need to train it again
+            net, _ = load_model(run.path, best)
         else:
-            model, name = _saved_model(run, label)
-            net, spec = load_model(run.path, model.files)
-            what = f"{model.method} of {run.path}" if run.kind == "baseline" else f"best student of {run.path}"
-        shape = (spec.in_channels, *spec.input_size) if spec is not None else None
-        x, inputs = _example_inputs(run, env, shape)
-    finally:
-        if env is not None:
-            env.close()
+            task, distiller = load_live(run)
+            net, _ = distiller.train_student(spec)
+            data = task.data
+        what, name = f"student {spec.hash()} of {run.path}", f"spec_{spec.hash()[:12]}"
+    else:
+        model, name = _saved_model(run, label)
+        if "weights" not in model.files and "torchscript" not in model.files:
+            raise ExportError(f"{run.path} ran on a benchmark twin: it holds the best student's spec, not trained "
+                              f"weights; export it with --spec {model.record.get('spec_hash')} once its env is live")
+        net, spec = load_model(run.path, model.files)
+        what = f"{model.method} of {run.path}" if run.kind == "baseline" else f"best student of {run.path}"
+    shape = (spec.in_channels, *spec.input_size) if spec is not None else None
+    x, inputs = _example_inputs(run, data, shape)
     if not isinstance(net, torch.jit.ScriptModule):
         net = net.cpu().float().to(memory_format=torch.contiguous_format).eval()
     out = Path(out) if out is not None else run.path / "export" / f"{_slug(name)}{SUFFIXES[fmt]}"

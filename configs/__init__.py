@@ -1,0 +1,1 @@
+"""Search and baseline configs shipped with the package (``ddc search --config <name>``)."""

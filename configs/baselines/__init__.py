@@ -1,0 +1,1 @@
+"""Baseline configs shipped with the package (``ddc baseline NAME --config <name>``)."""

@@ -1,0 +1,298 @@
+"""Reproducible inference time: a per-unit latency table, and paired direct measurement.
+
+Timing a whole network once per process does not reproduce: on a shared 2-core machine the same LeNet-5 took
+3.3 ms in one process and 8.6 ms in the next, so a reward built on it changed 50x between runs. Two ways out:
+
+- :class:`LatencyModel` (the env's default, ``latency="model"``): every distinct unit (a conv with its input
+  shape, a residual block, a pooling layer...) is timed once with a fixed protocol (fixed threads, warm-up,
+  median of timed rounds) and cached on disk per device signature, thread count and batch size; a network's
+  latency is the sum of its units' times, in the spirit of HW-NAS-Bench's and Once-for-All's lookup tables.
+  The cache is an SQLite file where the first measurement of a unit wins, so every process on the machine
+  reads the same number for the same unit and the same student always gets the same time.
+- :func:`measure_paired`: the student and its teacher timed in interleaved rounds in one window, so a slow
+  moment of the machine slows both; the median and spread of each are kept.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .arch.build import unit_module
+from .arch.spec import NetSpec, Unit
+from .paths import ddc_home
+from .train import torch_threads
+
+__all__ = ["PROTOCOL_VERSION", "LatencyModel", "LatencyProtocol", "PairedLatency", "device_signature",
+           "measure_module", "measure_paired", "timing_copy", "unit_key"]
+
+PROTOCOL_VERSION = 1
+_ROUND_SECONDS = 0.004  # a timed round repeats the call until it lasts about this long
+
+
+@dataclass(frozen=True)
+class LatencyProtocol:
+    """How one unit (or one network, in :func:`measure_paired`) is timed: ``threads`` intra-op threads, a batch of
+    ``batch_size``, ``warmup`` untimed calls, then ``rounds`` timed rounds of calls whose per-call mean is taken;
+    the time is the median over rounds and the spread their interquartile range."""
+
+    device: str = "cpu"
+    threads: int = 1
+    batch_size: int = 1
+    warmup: int = 10
+    rounds: int = 15
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "batch_size", "rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"latency {name} must be a positive integer, got {value!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"latency warmup must be an integer >= 0, got {self.warmup!r}")
+        if torch.device(self.device).type not in ("cpu", "cuda"):
+            raise ValueError(f"latency device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def device_signature(device: str = "cpu") -> str:
+    """What a latency measured on ``device`` depends on besides the network: the processor (or GPU) model, its
+    instruction set as torch uses it, and the torch version."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = _cpu_model()
+        name += f" [{torch.backends.cpu.get_cpu_capability()}]"
+    return f"{name} | torch {torch.__version__.split('+')[0]}"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def unit_key(unit: Unit, input_shape: tuple[int, ...]) -> str:
+    """The cache key of a unit on a per-sample input shape: its type and fields without its name."""
+    fields = {k: v for k, v in dataclasses.asdict(unit).items() if k != "name"}
+    return json.dumps({"type": unit.type, **fields, "input": list(input_shape)}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _calls_per_round(module: nn.Module, x: torch.Tensor, device: torch.device) -> int:
+    """How many calls make a round of about ``_ROUND_SECONDS`` (at least 1)."""
+    _sync(device)
+    start = time.perf_counter()
+    module(x)
+    _sync(device)
+    once = max(time.perf_counter() - start, 1e-7)
+    return max(1, min(1000, round(_ROUND_SECONDS / once)))
+
+
+def _round_ms(module: nn.Module, x: torch.Tensor, calls: int, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        module(x)
+    _sync(device)
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def _example(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)  # never the global RNG
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def _time_modules(modules: list[nn.Module], x: torch.Tensor, protocol: LatencyProtocol) -> list[list[float]]:
+    """Per-round per-call milliseconds of each module, the modules interleaved round by round."""
+    device = torch.device(protocol.device)
+    with torch_threads(protocol.threads), torch.inference_mode():
+        for m in modules:
+            for _ in range(protocol.warmup):
+                m(x)
+        calls = [_calls_per_round(m, x, device) for m in modules]
+        times: list[list[float]] = [[] for _ in modules]
+        for _ in range(protocol.rounds):
+            for i, m in enumerate(modules):
+                times[i].append(_round_ms(m, x, calls[i], device))
+    return times
+
+
+def _median_spread(times: list[float]) -> tuple[float, float]:
+    if len(times) == 1:
+        return times[0], 0.0
+    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return median, q3 - q1
+
+
+class LatencyModel:
+    """Latency of a network as the sum of its units' cached times (milliseconds per forward pass of a batch).
+
+    ``path``: the SQLite cache (default ``$DDC_HOME/latency/units.sqlite``), shared by every process; a unit not
+    in it is timed now with ``protocol`` and inserted unless another process inserted it first, and the stored
+    value is what is used. ``entries`` (unit key -> ms) gives a fixed table instead (e.g. shipped with a
+    benchmark table): nothing is measured and an unknown unit is an error.
+    """
+
+    def __init__(self, protocol: LatencyProtocol | None = None, *, path: str | os.PathLike[str] | None = None,
+                 entries: Mapping[str, float] | None = None, device_name: str | None = None) -> None:
+        self.protocol = protocol or LatencyProtocol()
+        self.fixed = entries is not None
+        self.device_name = device_name or (None if self.fixed else device_signature(self.protocol.device))
+        self.path = None if self.fixed else Path(path) if path is not None else ddc_home() / "latency" / \
+            "units.sqlite"
+        self._memory: dict[str, float] = dict(entries or {})
+        self._local = threading.local()
+
+    @property
+    def signature(self) -> str:
+        """Device, protocol and version: rows of the cache are only shared between equal signatures."""
+        p = self.protocol
+        return (f"{self.device_name} | threads {p.threads} | batch {p.batch_size} | warmup {p.warmup} | "
+                f"rounds {p.rounds} | v{PROTOCOL_VERSION}")
+
+    def describe(self) -> dict[str, Any]:
+        """What the times mean, for records and table files."""
+        return {"model": "unit lookup table", "device": self.device_name, **dataclasses.asdict(self.protocol),
+                "protocol_version": PROTOCOL_VERSION}
+
+    def key(self) -> str:
+        """A short hash of :attr:`signature`: part of the cache key of every evaluation timed with this model."""
+        return hashlib.sha256(self.signature.encode()).hexdigest()[:16]
+
+    def predict_ms(self, spec: NetSpec) -> float:
+        """The network's latency: the sum over its units of their cached times."""
+        return float(sum(self.unit_ms(row.unit, row.inp) for row in spec.shapes()))
+
+    def unit_ms(self, unit: Unit, input_shape: tuple[int, ...]) -> float:
+        """One unit's time on a per-sample ``input_shape`` (measured and cached on first use)."""
+        key = unit_key(unit, input_shape)
+        if key in self._memory:
+            return self._memory[key]
+        if self.fixed:
+            raise KeyError(f"no latency entry for unit {key} in this fixed latency table")
+        value = self._lookup(key)
+        if value is None:
+            value = self._measure(unit, input_shape)
+            value = self._insert(key, value)
+        self._memory[key] = value
+        return value
+
+    def entries(self, specs: list[NetSpec]) -> dict[str, float]:
+        """Unit key -> ms for every unit of ``specs`` (measuring what is missing): a fixed table to ship."""
+        out = {}
+        for spec in specs:
+            for row in spec.shapes():
+                out[unit_key(row.unit, row.inp)] = self.unit_ms(row.unit, row.inp)
+        return out
+
+    # -- measurement and cache ---------------------------------------------------------------------------
+    def _measure(self, unit: Unit, input_shape: tuple[int, ...]) -> float:
+        device = torch.device(self.protocol.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            module = unit_module(unit, input_shape[0]).to(device).eval()
+        x = _example((self.protocol.batch_size, *input_shape), device)
+        times = _time_modules([module], x, self.protocol)[0]
+        return _median_spread(times)[0]
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS units (signature TEXT NOT NULL, key TEXT NOT NULL, ms REAL NOT NULL, "
+                     "created REAL NOT NULL, PRIMARY KEY (signature, key))")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _lookup(self, key: str) -> float | None:
+        row = self._connection().execute("SELECT ms FROM units WHERE signature = ? AND key = ?",
+                                         (self.signature, key)).fetchone()
+        return None if row is None else float(row[0])
+
+    def _insert(self, key: str, ms: float) -> float:
+        conn = self._connection()
+        conn.execute("INSERT OR IGNORE INTO units VALUES (?, ?, ?, ?)", (self.signature, key, ms, time.time()))
+        stored = self._lookup(key)  # another process may have been first: its value is everyone's
+        return ms if stored is None else stored
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "path": self.path, "fixed": self.fixed, "device_name": self.device_name,
+                "memory": self._memory if self.fixed else {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.protocol, self.path, self.fixed = state["protocol"], state["path"], state["fixed"]
+        self.device_name, self._memory = state["device_name"], dict(state["memory"])
+        self._local = threading.local()
+
+
+@dataclass(frozen=True)
+class PairedLatency:
+    """Medians and interquartile spreads (ms) of a student and its teacher timed in the same interleaved rounds."""
+
+    student_ms: float
+    student_spread_ms: float
+    teacher_ms: float
+    teacher_spread_ms: float
+    rounds: int
+
+    @property
+    def ratio(self) -> float:
+        return self.student_ms / self.teacher_ms
+
+
+def timing_copy(net: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """A float32, contiguous-memory, eval-mode copy of ``net`` on ``device``: how every network and unit is timed
+    (training may have left the module in bf16-friendly channels_last on another device)."""
+    out = copy.deepcopy(net).to(torch.device(device), dtype=torch.float32, memory_format=torch.contiguous_format)
+    return out.eval()
+
+
+def measure_module(net: nn.Module, input_shape: tuple[int, ...],
+                   protocol: LatencyProtocol | None = None) -> tuple[float, float]:
+    """Median and interquartile spread (ms) of ``net``'s forward pass on a batch of per-sample ``input_shape``,
+    timed with ``protocol`` (``net`` must be on the protocol's device; see :func:`timing_copy`)."""
+    protocol = protocol or LatencyProtocol()
+    x = _example((protocol.batch_size, *input_shape), torch.device(protocol.device))
+    return _median_spread(_time_modules([net], x, protocol)[0])
+
+
+def measure_paired(student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...],
+                   protocol: LatencyProtocol | None = None) -> PairedLatency:
+    """Time ``student`` and ``teacher`` (per-sample ``input_shape``, both on the protocol's device, see
+    :func:`timing_copy`) in interleaved rounds with ``protocol``: each round times the teacher, then the student,
+    so both see the same state of the machine."""
+    protocol = protocol or LatencyProtocol()
+    x = _example((protocol.batch_size, *input_shape), torch.device(protocol.device))
+    t_times, s_times = _time_modules([teacher, student], x, protocol)
+    (t_med, t_spread), (s_med, s_spread) = _median_spread(t_times), _median_spread(s_times)
+    if not (math.isfinite(t_med) and t_med > 0):
+        raise RuntimeError(f"the teacher's measured latency is {t_med} ms")
+    return PairedLatency(s_med, s_spread, t_med, t_spread, protocol.rounds)

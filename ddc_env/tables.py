@@ -1,0 +1,318 @@
+"""Benchmark tables: students of a task's action space scored by the live scorer, in one compact file that ships in
+the package and that the tabular and surrogate twins (``DDC-Bench-*``) read instead of training anything.
+
+A table holds the task (light part), the latency table of every unit its students use, and one row per (student,
+fidelity, training seed): status, validation accuracy, params, FLOPs, size, latency and the seconds the live
+evaluation took. :func:`build_table` makes one, incrementally: every evaluation goes through the SQLite results
+store first, so a killed or later build continues where it stopped. File format: gzip-compressed JSON
+(``<name>.json.gz``), readable with nothing but the standard library.
+
+Example::
+
+    table = BenchTable.load("lenet5_mnist")
+    table.rows_for(spec.hash(), "fast")      # one row per training seed
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import itertools
+import json
+import os
+import random
+import shutil
+import time
+import multiprocessing as mp
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .arch import REMOVE, NetSpec, uniform_choices
+from .distill import Fidelity, make_fidelity
+from .latency import LatencyModel, LatencyProtocol
+from .models.checkpoints import sidecar_path
+from .paths import atomic_writer
+from .scoring import CachedScorer, LiveScorer
+from .store import ResultsStore
+from .task import Task, TaskConfig, load_task, width_of
+from .validate import check_int
+
+__all__ = ["FORMAT", "ROW_FIELDS", "TABLES_DIR", "BenchTable", "TableError", "all_students", "build_table",
+           "sample_students", "students_for"]
+
+FORMAT = "ddc_env.table/1"
+TABLES_DIR = Path(__file__).resolve().parent / "tables"
+ROW_FIELDS = ("spec_hash", "fidelity", "seed", "status", "val_acc", "params", "flops", "size_bytes", "latency_ms",
+              "eval_seconds", "train_seconds", "final_loss")
+
+
+class TableError(ValueError):
+    """A benchmark table that is missing, malformed, or does not hold what is asked of it."""
+
+
+# ------------------------------------------------------------------------------------------- students
+
+
+def all_students(task: Task) -> list[tuple[dict[str, float], NetSpec]]:
+    """Every distinct student of the task's action space (all allowed action combinations, deduplicated by spec
+    hash, first combination kept), as (choices, spec)."""
+    options = [[a for a, ok in enumerate(task.allowed(d)) if ok] for d in task.decisions]
+    out: dict[str, tuple[dict[str, float], NetSpec]] = {}
+    for combo in itertools.product(*options):
+        choices = {d.name: task.action_choices[a] for d, a in zip(task.decisions, combo)}
+        spec = task.student_spec(choices)
+        out.setdefault(spec.hash(), (choices, spec))
+    return list(out.values())
+
+
+def sample_students(task: Task, n: int, seed: int = 0) -> list[tuple[dict[str, Any], NetSpec]]:
+    """``n`` distinct students in a fixed order: the uniform widths, structured corners (every removal, the
+    narrowest widths, thin early or late halves, each with and without removals), then masked random choices
+    drawn with ``seed``. A shorter list is a prefix of a longer one (same task and seed)."""
+    check_int(n, "n", minimum=1)
+    widths = [w for w in task.width_choices if w < 1.0]
+    removable = [d.name for d in task.decisions if d.removable]
+    shrinkable = [d.name for d in task.decisions if d.shrinkable]
+    narrow = widths[0] if widths else 1.0
+    half = len(shrinkable) // 2
+    every_removal = {name: REMOVE for name in removable}
+    structured: list[dict[str, Any]] = [{}, *(uniform_choices(task.teacher_spec, w) for w in widths), every_removal]
+    for names in (shrinkable, shrinkable[:half], shrinkable[half:]):
+        thin = {name: narrow for name in names}
+        structured += [thin, {**thin, **every_removal}]
+    out: dict[str, tuple[dict[str, Any], NetSpec]] = {}
+    for choices in structured:
+        choices = {k: v for k, v in choices.items() if k in {d.name for d in task.decisions}}
+        spec = task.student_spec(choices)
+        out.setdefault(spec.hash(), (choices, spec))
+    rng = random.Random(seed)
+    options = [[a for a, ok in enumerate(task.allowed(d)) if ok] for d in task.decisions]
+    for _ in range(1000 * n):
+        if len(out) >= n:
+            break
+        choices = {d.name: task.action_choices[rng.choice(opts)] for d, opts in zip(task.decisions, options)}
+        spec = task.student_spec(choices)
+        out.setdefault(spec.hash(), (choices, spec))
+    return list(out.values())[:n]
+
+
+# ------------------------------------------------------------------------------------------------ table
+
+
+@dataclass
+class BenchTable:
+    """A benchmark table in memory (see the module docstring)."""
+
+    name: str
+    task: Task
+    meta: dict[str, Any]  # env id and arguments, the build command, threads, the fidelities and their teachers
+    latency: dict[str, Any]  # {"describe": ..., "units": {unit key: ms}}
+    choices: dict[str, list[float]]  # spec hash -> width per decision (0.0 = removed), in task.decisions order
+    rows: list[dict[str, Any]]
+
+    @functools.cached_property
+    def _index(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        index: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in self.rows:
+            index.setdefault((row["spec_hash"], row["fidelity"]), []).append(row)
+        for rows in index.values():
+            rows.sort(key=lambda r: r["seed"])
+        return index
+
+    @property
+    def fidelities(self) -> list[str]:
+        """The fidelity names the table has rows for."""
+        return list(self.meta["fidelities"])
+
+    @property
+    def default_fidelity(self) -> str:
+        return self.meta.get("default_fidelity", self.fidelities[0])
+
+    def seeds(self, fidelity: str) -> list[int]:
+        return list(self.meta["fidelities"][fidelity]["seeds"])
+
+    def teacher_record(self, fidelity: str) -> dict[str, Any]:
+        """The teacher's record at ``fidelity`` (its validation accuracy depends on the fidelity's val images)."""
+        return dict(self.meta["fidelities"][self.check_fidelity(fidelity)]["teacher"])
+
+    def check_fidelity(self, fidelity: str) -> str:
+        if fidelity not in self.meta["fidelities"]:
+            raise TableError(f"table {self.name!r} has no fidelity {fidelity!r}; it has {self.fidelities}")
+        return fidelity
+
+    def rows_for(self, spec_hash: str, fidelity: str) -> list[dict[str, Any]]:
+        """The rows of a student at a fidelity, one per training seed (empty when the table lacks it)."""
+        return self._index.get((spec_hash, self.check_fidelity(fidelity)), [])
+
+    def spec_hashes(self, fidelity: str | None = None) -> list[str]:
+        """The students the table holds (at ``fidelity``), in table order."""
+        seen = dict.fromkeys(r["spec_hash"] for r in self.rows if fidelity is None or r["fidelity"] == fidelity)
+        return list(seen)
+
+    def spec(self, spec_hash: str) -> NetSpec:
+        """The student spec of a hash in the table."""
+        widths = self.choices[spec_hash]
+        return self.task.student_spec({d.name: (REMOVE if w == 0.0 else w) for d, w in zip(self.task.decisions,
+                                                                                         widths)})
+
+    def latency_model(self) -> LatencyModel:
+        """The latency table the rows were timed with (fixed: nothing is measured)."""
+        describe = self.latency["describe"]
+        return LatencyModel(LatencyProtocol(**{k: describe[k] for k in ("device", "threads", "batch_size",
+                                                                         "warmup", "rounds")}),
+                            entries=self.latency["units"], device_name=describe["device"])
+
+    # -- files ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "name": self.name, "meta": self.meta, "task": self.task.to_dict(),
+                "latency": self.latency, "choices": self.choices, "columns": list(ROW_FIELDS),
+                "rows": [[row.get(k) for k in ROW_FIELDS] for row in self.rows]}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the table to ``path`` (gzip JSON) atomically."""
+        path = Path(path)
+        data = json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        with atomic_writer(path, "wb") as f:
+            f.write(gzip.compress(data, mtime=0))
+        return path
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike[str]) -> BenchTable:
+        """A shipped table by name (``TABLES_DIR/<name>.json.gz``) or a table file by path."""
+        return _load(str(name_or_path))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name_or_path: str) -> BenchTable:
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = TABLES_DIR / f"{name_or_path}.json.gz"
+    if not path.is_file():
+        shipped = sorted(p.name.removesuffix(".json.gz") for p in TABLES_DIR.glob("*.json.gz"))
+        raise TableError(f"no benchmark table {name_or_path!r}: not a file, nor a table shipped in {TABLES_DIR} "
+                         f"(shipped: {', '.join(shipped) or 'none'})")
+    try:
+        data = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError) as e:
+        raise TableError(f"{path} is not a benchmark table (gzip JSON): {e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise TableError(f"{path} is not a {FORMAT} benchmark table")
+    columns = data["columns"]
+    rows = [dict(zip(columns, values)) for values in data["rows"]]
+    return BenchTable(data["name"], Task.from_dict(data["task"]), data["meta"], data["latency"], data["choices"],
+                      rows)
+
+
+# ------------------------------------------------------------------------------------------------ build
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a build worker needs: the task config, timing protocol and where to write."""
+
+    task_config: TaskConfig
+    fidelities: tuple[tuple[str, Fidelity], ...]
+    protocol: LatencyProtocol
+    store: str
+    run: str
+    threads: int
+    device: str
+
+
+def _scorers(job: _Job, task: Task) -> dict[str, CachedScorer]:
+    latency = LatencyModel(job.protocol)
+    return {label: CachedScorer(LiveScorer(task, fidelity, latency="model", latency_protocol=job.protocol,
+                                           latency_model=latency, device=job.device, threads=job.threads),
+                                ResultsStore(job.store), run=job.run, method="table")
+            for label, fidelity in job.fidelities}
+
+
+def _work(job: _Job, items: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    """A worker process: score ``items`` (fidelity label, choices) into the store; returns how many were new."""
+    import torch
+
+    torch.set_num_threads(job.threads)
+    task = load_task(job.task_config, progress=False)
+    scorers = _scorers(job, task)
+    new = 0
+    for label, choices in items:
+        record = scorers[label].score(task.student_spec(choices))
+        new += not record["cache_hit"]
+    return new
+
+
+def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Sequence[int]], students: Mapping[str,
+                Sequence[tuple[dict[str, Any], NetSpec]]], out: str | os.PathLike[str], *, store: str | os.PathLike[str],
+                protocol: LatencyProtocol, threads: int = 1, workers: int = 1, device: str = "cpu",
+                meta: Mapping[str, Any] | None = None, ship_teacher: bool = False,
+                progress: bool = True) -> BenchTable:
+    """Score ``students[fidelity]`` at each fidelity (a preset name) and training seed of ``fidelities``
+    (``{"fast": [0, 1]}``) with the live scorer, through the results store ``store`` (the resume point), with
+    ``workers`` processes of ``threads`` torch threads each; then write the table to ``out``. ``ship_teacher``
+    copies the teacher checkpoint beside the table (``<out stem>.teacher.pt``), for small teachers."""
+    from tqdm.auto import tqdm
+
+    task = load_task(task_config, progress=progress)
+    labelled = tuple((f"{fid}/seed{seed}", dataclasses.replace(make_fidelity(fid), seed=seed))
+                     for fid, seeds in fidelities.items() for seed in seeds)
+    job = _Job(task_config, labelled, protocol, os.fspath(store), name, threads, device)
+    items = [(label, choices) for label, fidelity in labelled
+             for choices, _ in students[fidelity.name]]
+    scorers = _scorers(job, task)
+    todo = [(label, choices) for label, choices in items
+            if scorers[label].cached(task.student_spec(choices)) is None]
+    start = time.perf_counter()
+    with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"table {name}", unit="student",
+              disable=not progress) as bar:
+        if workers <= 1:
+            for label, choices in todo:
+                scorers[label].score(task.student_spec(choices))
+                bar.update()
+        else:
+            chunks = [todo[i:i + 8] for i in range(0, len(todo), 8)]
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                for chunk, _ in zip(chunks, pool.map(_work, itertools.repeat(job), chunks)):
+                    bar.update(len(chunk))
+    rows, choices_of = [], {}
+    teachers: dict[str, dict[str, Any]] = {}
+    for label, fidelity in labelled:
+        scorer = scorers[label]
+        teachers.setdefault(fidelity.name, scorer.teacher_record())
+        for choices, spec in students[fidelity.name]:
+            record = scorer.cached(spec)
+            if record is None:
+                raise TableError(f"the build of {name!r} is missing {label} for student {spec.hash()}")
+            rows.append({**{k: record.get(k) for k in ROW_FIELDS}, "fidelity": fidelity.name,
+                         "seed": fidelity.seed})
+            choices_of.setdefault(spec.hash(), [width_of(choices.get(d.name, 1.0)) for d in task.decisions])
+    all_specs = [spec for pairs in students.values() for _, spec in pairs] + [task.teacher_spec]
+    latency = LatencyModel(protocol)
+    table_meta = {**(meta or {}), "threads": threads, "device": device, "build_seconds": time.perf_counter() - start,
+                  "default_fidelity": next(iter(fidelities)),
+                  "fidelities": {fid: {"seeds": list(seeds),
+                                       "fidelity": dataclasses.asdict(make_fidelity(fid)),
+                                       "teacher": teachers[fid]} for fid, seeds in fidelities.items()}}
+    table = BenchTable(name, dataclasses.replace(task, teacher=None, data=None), table_meta,
+                       {"describe": latency.describe(), "units": latency.entries(all_specs)}, choices_of, rows)
+    table.save(out)
+    if ship_teacher:
+        teacher, _ = task.require_live("shipping the teacher")
+        target = Path(out).with_name(Path(out).name.removesuffix(".json.gz") + ".teacher.pt")
+        shutil.copyfile(teacher.path, target)
+        shutil.copyfile(sidecar_path(teacher.path), sidecar_path(target))
+    return table
+
+
+def students_for(task: Task, spec: str, seed: int = 0) -> list[tuple[dict[str, Any], NetSpec]]:
+    """Students by a selection name: ``"all"`` (the whole action space) or an integer count (sampled)."""
+    if spec == "all":
+        return all_students(task)
+    try:
+        n = int(spec)
+    except ValueError:
+        raise TableError(f"students must be 'all' or a count, got {spec!r}") from None
+    return sample_students(task, n, seed)
+
