@@ -10,6 +10,15 @@ from ddc_env.train import OptimConfig
 from synthetic import write_synthetic_npz
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory):
+    """Every test writes its caches (teachers, latency tables, decoded data) under a temporary DDC_HOME, never into
+    the user's: the latency table there is what benchmark tables are timed with."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DDC_HOME", str(tmp_path_factory.mktemp("ddc_home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory):
     """A folder holding synth_train.npz / synth_test.npz: 4 learnable classes of 28x28 grey images."""
