@@ -39,7 +39,9 @@ PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType({
     "DDC-ResNet18-CIFAR10-Animals": {"model": "resnet18", "dataset": "cifar10", "classes": "animals"},
 })
 # the twins: the table each one scores from, and how
-BENCH_PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType({})
+BENCH_PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType({
+    "DDC-Bench-LeNet5-MNIST": {"table": "lenet5_mnist", "backend": "table"},
+})
 LIVE_IDS: tuple[str, ...] = tuple(f"{name}-{VERSION}" for name in PRESETS)
 BENCH_IDS: tuple[str, ...] = tuple(f"{name}-{VERSION}" for name in BENCH_PRESETS)
 ENV_IDS: tuple[str, ...] = LIVE_IDS + BENCH_IDS

@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 import multiprocessing as mp
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +41,12 @@ from .task import Task, TaskConfig, load_task, width_of
 from .validate import check_int
 
 __all__ = ["FORMAT", "ROW_FIELDS", "TABLES_DIR", "BenchTable", "TableError", "all_students", "build_table",
-           "sample_students", "students_for"]
+           "covering_specs", "random_students", "sample_students", "students_for"]
 
 FORMAT = "ddc_env.table/1"
 TABLES_DIR = Path(__file__).resolve().parent / "tables"
 ROW_FIELDS = ("spec_hash", "fidelity", "seed", "status", "val_acc", "params", "flops", "size_bytes", "latency_ms",
-              "eval_seconds", "train_seconds", "final_loss")
+              "eval_seconds", "train_seconds", "train_images_per_second", "final_loss")
 
 
 class TableError(ValueError):
@@ -68,33 +68,70 @@ def all_students(task: Task) -> list[tuple[dict[str, float], NetSpec]]:
     return list(out.values())
 
 
+def random_students(task: Task, seed: int = 0, patience: int = 10_000) -> Iterator[tuple[dict[str, Any], NetSpec]]:
+    """Masked random students (every decision drawn uniformly from the actions it allows) drawn with ``seed``, each
+    once; it stops after ``patience`` draws in a row give no new student (a small space is exhausted)."""
+    rng = random.Random(seed)
+    options = [[a for a, ok in enumerate(task.allowed(d)) if ok] for d in task.decisions]
+    seen: set[str] = set()
+    misses = 0
+    while misses < patience:
+        choices = {d.name: task.action_choices[rng.choice(opts)] for d, opts in zip(task.decisions, options)}
+        spec = task.student_spec(choices)
+        if spec.hash() in seen:
+            misses += 1
+            continue
+        misses = 0
+        seen.add(spec.hash())
+        yield choices, spec
+
+
+def covering_specs(task: Task, patience: int = 3000, seed: int = 0) -> list[NetSpec]:
+    """Students whose units cover every unit (with its input shape) the action space can produce: the teacher, then
+    masked random students until ``patience`` of them in a row bring no new unit. A table's latency entries cover
+    these, so a surrogate can time any student of the space."""
+    from .latency import unit_key
+
+    keys: set[str] = set()
+    out = [task.teacher_spec]
+    quiet = 0
+    for _, spec in random_students(task, seed):
+        new = {unit_key(r.unit, r.inp) for r in spec.shapes()} - keys
+        if new:
+            keys |= new
+            out.append(spec)
+            quiet = 0
+        else:
+            quiet += 1
+            if quiet >= patience:
+                break
+    return out
+
+
 def sample_students(task: Task, n: int, seed: int = 0) -> list[tuple[dict[str, Any], NetSpec]]:
-    """``n`` distinct students in a fixed order: the uniform widths, structured corners (every removal, the
-    narrowest widths, thin early or late halves, each with and without removals), then masked random choices
-    drawn with ``seed``. A shorter list is a prefix of a longer one (same task and seed)."""
+    """``n`` distinct students in a fixed order: the teacher and the uniform widths, structured corners (every
+    removal, the narrowest widths, thin early or late halves, each with and without removals), then masked random
+    choices drawn with ``seed``. A shorter list is a prefix of a longer one (same task and seed)."""
     check_int(n, "n", minimum=1)
     widths = [w for w in task.width_choices if w < 1.0]
+    names = {d.name for d in task.decisions}
     removable = [d.name for d in task.decisions if d.removable]
     shrinkable = [d.name for d in task.decisions if d.shrinkable]
     narrow = widths[0] if widths else 1.0
     half = len(shrinkable) // 2
     every_removal = {name: REMOVE for name in removable}
     structured: list[dict[str, Any]] = [{}, *(uniform_choices(task.teacher_spec, w) for w in widths), every_removal]
-    for names in (shrinkable, shrinkable[:half], shrinkable[half:]):
-        thin = {name: narrow for name in names}
+    for group in (shrinkable, shrinkable[:half], shrinkable[half:]):
+        thin = {name: narrow for name in group}
         structured += [thin, {**thin, **every_removal}]
     out: dict[str, tuple[dict[str, Any], NetSpec]] = {}
     for choices in structured:
-        choices = {k: v for k, v in choices.items() if k in {d.name for d in task.decisions}}
+        choices = {k: v for k, v in choices.items() if k in names}
         spec = task.student_spec(choices)
         out.setdefault(spec.hash(), (choices, spec))
-    rng = random.Random(seed)
-    options = [[a for a, ok in enumerate(task.allowed(d)) if ok] for d in task.decisions]
-    for _ in range(1000 * n):
+    for choices, spec in random_students(task, seed):
         if len(out) >= n:
             break
-        choices = {d.name: task.action_choices[rng.choice(opts)] for d, opts in zip(task.decisions, options)}
-        spec = task.student_spec(choices)
         out.setdefault(spec.hash(), (choices, spec))
     return list(out.values())[:n]
 
@@ -288,7 +325,7 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
             rows.append({**{k: record.get(k) for k in ROW_FIELDS}, "fidelity": fidelity.name,
                          "seed": fidelity.seed})
             choices_of.setdefault(spec.hash(), [width_of(choices.get(d.name, 1.0)) for d in task.decisions])
-    all_specs = [spec for pairs in students.values() for _, spec in pairs] + [task.teacher_spec]
+    all_specs = [spec for pairs in students.values() for _, spec in pairs] + covering_specs(task)
     latency = LatencyModel(protocol)
     table_meta = {**(meta or {}), "threads": threads, "device": device, "build_seconds": time.perf_counter() - start,
                   "default_fidelity": next(iter(fidelities)),

@@ -19,6 +19,7 @@ from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
 from ..models.teacher import TeacherRecipe, list_teachers, train_teacher
 from ..paths import teachers_dir
 from ..train import OptimConfig
+from .table import add_table_command
 
 
 class UsageError(Exception):
@@ -404,7 +405,7 @@ def _positive_float(text: str) -> float:
 
 # Each entry adds one top-level command to the ``ddc`` parser.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export)
+    _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export, add_table_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,185 @@
+"""The surrogate scorer: a model fit on a benchmark table predicts the validation accuracy (and the evaluation's
+cost) of any student of the task's action space; params and FLOPs are exact from the IR, time comes from the
+table's latency table, size from a linear fit on the table (params, BatchNorm buffers, tensors)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from ..arch import Block, Conv, Linear, NetSpec
+from ..tables import BenchTable, TableError
+from ..task import Task
+from .base import Scorer, make_record
+
+__all__ = ["SurrogateModel", "SurrogateQuality", "SurrogateScorer", "features", "fit_surrogate"]
+
+
+def features(task: Task, spec: NetSpec, latency_ms: float, teacher_latency_ms: float) -> list[float]:
+    """What the surrogate reads about a student: the width each decision kept (0 = removed), the log params,
+    FLOPs and latency ratios, and how many units were removed."""
+    widths = []
+    for d in task.decisions:
+        try:
+            unit = spec.unit(d.unit)
+        except KeyError:
+            widths.append(0.0)
+            continue
+        kept = (unit.mid_channels if isinstance(unit, Block) and d.kind == "unit" else
+                unit.out_features if isinstance(unit, Linear) else unit.out_channels)
+        widths.append(kept / d.channels)
+    teacher = task.teacher_spec
+    return [*widths, math.log(spec.params / teacher.params), math.log(spec.flops / teacher.flops),
+            math.log(latency_ms / teacher_latency_ms), float(len(teacher.units) - len(spec.units))]
+
+
+def size_features(spec: NetSpec) -> list[float]:
+    """What a saved state dict's size is linear in: params plus BatchNorm running statistics (floats), the number of
+    tensors, and 1."""
+    floats, tensors = spec.params, 0
+    for row in spec.shapes():
+        u = row.unit
+        if isinstance(u, Linear):
+            tensors += 2  # weight, bias
+            continue
+        if isinstance(u, Conv):
+            bn_channels = [u.out_channels] if u.bn else []
+            tensors += 1 if u.bn else 2  # weight (+ bias without BatchNorm)
+        elif isinstance(u, Block):
+            bn_channels = [u.mid_channels] * (2 if u.bottleneck else 1) + [u.out_channels] * (
+                1 + (u.shortcut == "projection"))
+            tensors += len(bn_channels)  # one conv weight per BatchNorm
+        else:
+            continue
+        floats += 2 * sum(bn_channels)  # running mean and variance
+        tensors += 5 * len(bn_channels)  # weight, bias, running mean and variance, batches tracked
+    return [float(floats), float(tensors), 1.0]
+
+
+@dataclass(frozen=True)
+class SurrogateQuality:
+    """How well the surrogate predicts validation accuracy on table rows it was not fit on (k-fold)."""
+
+    kendall_tau: float
+    mae: float
+    folds: int
+    rows: int
+
+
+@dataclass
+class SurrogateModel:
+    """The fitted models of one table fidelity: accuracy, evaluation seconds, state-dict size."""
+
+    accuracy: Any
+    seconds: Any
+    size_coef: np.ndarray
+    quality: SurrogateQuality
+
+
+def _regressor(seed: int) -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    return GradientBoostingRegressor(n_estimators=400, learning_rate=0.03, max_depth=3, subsample=0.8,
+                                     random_state=seed)
+
+
+def _table_features(table: BenchTable, fidelity: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    teacher_latency = table.teacher_record(fidelity)["latency_ms"]
+    rows = [r for r in table.rows if r["fidelity"] == fidelity and r["status"] == "ok"]
+    x = np.array([features(table.task, table.spec(r["spec_hash"]), r["latency_ms"], teacher_latency) for r in rows])
+    return x, rows
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> SurrogateQuality:
+    """Kendall tau and mean absolute error of out-of-fold predictions."""
+    from sklearn.model_selection import KFold
+
+    pred = np.zeros_like(y)
+    for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
+        pred[test] = _regressor(seed).fit(x[train], y[train]).predict(x[test])
+    return SurrogateQuality(float(kendalltau(pred, y).statistic), float(np.abs(pred - y).mean()), folds, len(y))
+
+
+_FITTED: dict[tuple[int, str, int], tuple[BenchTable, SurrogateModel]] = {}
+
+
+def fit_surrogate(table: BenchTable | str, fidelity: str, seed: int = 0) -> SurrogateModel:
+    """The surrogate of a table (or a table's name or path) at ``fidelity``: fit on every valid row (mean over
+    training seeds), with its out-of-fold quality; deterministic for a seed, fitted once per process and table."""
+    table = table if isinstance(table, BenchTable) else BenchTable.load(table)
+    key = (id(table), fidelity, seed)
+    if key not in _FITTED:
+        _FITTED[key] = table, _fit(table, fidelity, seed)
+    return _FITTED[key][1]
+
+
+def _fit(table: BenchTable, fidelity: str, seed: int) -> SurrogateModel:
+    x, rows = _table_features(table, fidelity)
+    if len(rows) < 20:
+        raise TableError(f"table {table.name!r} has {len(rows)} valid rows at {fidelity!r}: too few for a surrogate")
+    by_student: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_student.setdefault(r["spec_hash"], []).append(i)
+    first = [idx[0] for idx in by_student.values()]
+    xs = x[first]
+    acc = np.array([np.mean([rows[i]["val_acc"] for i in idx]) for idx in by_student.values()])
+    secs = np.log([np.mean([rows[i]["eval_seconds"] for i in idx]) for idx in by_student.values()])
+    sizes = np.array([rows[i]["size_bytes"] for i in first], dtype=float)
+    size_x = np.array([size_features(table.spec(rows[i]["spec_hash"])) for i in first])
+    size_coef = np.linalg.lstsq(size_x, sizes, rcond=None)[0]
+    return SurrogateModel(_regressor(seed).fit(xs, acc), _regressor(seed).fit(xs, secs), size_coef,
+                          cross_validate(xs, acc, seed=seed))
+
+
+class SurrogateScorer(Scorer):
+    """Predicts records of any student of a table's task at ``fidelity`` (default: the table's) from the table's
+    surrogate (see the module docstring). Predictions are deterministic; every student is "ok"."""
+
+    def __init__(self, table: BenchTable, fidelity: str | None = None) -> None:
+        self.table, self.task = table, table.task
+        self.fidelity = table.check_fidelity(fidelity or table.default_fidelity)
+        self.model = fit_surrogate(table, self.fidelity)
+        self.latency = table.latency_model()
+        self._teacher = table.teacher_record(self.fidelity)
+
+    @property
+    def key(self) -> str:
+        return f"surrogate:{self.table.name}:{self.fidelity}"
+
+    @property
+    def time_term(self) -> str:
+        return "latency"
+
+    @property
+    def quality(self) -> SurrogateQuality:
+        """Held-out quality of the accuracy model."""
+        return self.model.quality
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "table": self.table.name, "quality": self.model.quality.__dict__}
+
+    def teacher_record(self) -> dict[str, Any]:
+        return dict(self._teacher)
+
+    def evaluate(self, spec: NetSpec) -> dict[str, Any]:
+        return self.evaluate_many([spec])[0]
+
+    def evaluate_many(self, specs: Sequence[NetSpec]) -> list[dict[str, Any]]:
+        """Records of several students with one model call (faster than one by one)."""
+        latency = [self.latency.predict_ms(s) for s in specs]
+        x = np.array([features(self.task, s, t, self._teacher["latency_ms"]) for s, t in zip(specs, latency)])
+        acc = np.clip(self.model.accuracy.predict(x), 0.0, 1.0)
+        secs = np.exp(self.model.seconds.predict(x))
+        out = []
+        for spec, t, a, sec in zip(specs, latency, acc, secs):
+            size = float(np.dot(size_features(spec), self.model.size_coef))
+            student = {"val_acc": float(a), "params": spec.params, "flops": spec.flops, "size_bytes": round(size),
+                       "latency_ms": t, "train_seconds": 0.0, "train_images_per_second": 0.0, "final_loss": 0.0}
+            record = make_record(self._teacher, student, spec, "ok", fidelity=self.fidelity)
+            record["eval_seconds"] = float(sec)
+            out.append(record)
+        return out

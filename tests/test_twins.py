@@ -1,0 +1,192 @@
+"""Benchmark tables and the twins that read them: building (resumable), the shipped LeNet-5 table against fresh live
+evaluations, the twin env's contract (same spaces, masks, observations and info keys as the live env), training-seed
+noise, simulated cost, and a surrogate's held-out quality."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import ddc_env  # noqa: F401  (registers the ids)
+from ddc_env.env import DDCEnv
+from ddc_env.latency import LatencyProtocol
+from ddc_env.scoring import LiveScorer
+from ddc_env.scoring.surrogate import SurrogateScorer, fit_surrogate
+from ddc_env.scoring.table import TableScorer
+from ddc_env.tables import TABLES_DIR, BenchTable, TableError, all_students, build_table, sample_students
+from ddc_env.task import TaskConfig, load_task
+from ddc_env.twins import DDCBenchEnv
+
+SHIPPED_TEACHER = TABLES_DIR / "lenet5_mnist.teacher.pt"
+
+
+@pytest.fixture(scope="module")
+def synth_table(synth_teacher, synth_dir, tmp_path_factory):
+    """A table of the synthetic LeNet-5 task: 40 students at zero (one seed) and 6 of them at smoke (two seeds)."""
+    root = tmp_path_factory.mktemp("table")
+    config = TaskConfig(model="lenet5", teacher=str(synth_teacher.path), dataset="synth", data_dir=str(synth_dir),
+                        channel_round=2, min_channels=2)
+    task = load_task(config, progress=False)
+    students = {"zero": sample_students(task, 40), "smoke": sample_students(task, 6)}
+    table = build_table("synth", config, {"zero": [0], "smoke": [0, 1]}, students, root / "synth.json.gz",
+                        store=root / "store.sqlite", protocol=LatencyProtocol(batch_size=8), progress=False)
+    return root, config, task, students, table
+
+
+def test_students_of_a_space(synth_table):
+    _, _, task, students, _ = synth_table
+    every = all_students(task)
+    assert len(every) == len({s.hash() for _, s in every}) > 100  # distinct specs of the whole action space
+    assert [s.hash() for _, s in sample_students(task, 10)] == [s.hash() for _, s in students["zero"][:10]]
+    first = students["zero"][0][1]
+    assert first.hash() == task.student_spec({}).hash()  # the list starts with the teacher's own architecture
+
+
+def test_a_built_table_reads_back_and_a_rebuild_trains_nothing(synth_table, monkeypatch):
+    root, config, task, students, table = synth_table
+    loaded = BenchTable.load(root / "synth.json.gz")
+    assert loaded.fidelities == ["zero", "smoke"] and loaded.seeds("smoke") == [0, 1]
+    assert len(loaded.rows) == 40 + 6 * 2 and loaded.task.key() == task.key()
+    spec = students["smoke"][3][1]
+    rows = loaded.rows_for(spec.hash(), "smoke")
+    assert [r["seed"] for r in rows] == [0, 1] and rows[0]["params"] == spec.params
+    assert loaded.spec(spec.hash()).hash() == spec.hash()
+    calls = []
+    monkeypatch.setattr(LiveScorer, "evaluate", lambda self, s: calls.append(s) or {})
+    build_table("synth", config, {"zero": [0], "smoke": [0, 1]}, students, root / "again.json.gz",
+                store=root / "store.sqlite", protocol=LatencyProtocol(batch_size=8), progress=False)
+    assert calls == [] and BenchTable.load(root / "again.json.gz").rows == loaded.rows
+
+
+def test_table_scorer_seeds_noise_and_missing_students(synth_table):
+    root, _, task, students, _ = synth_table
+    table = BenchTable.load(root / "synth.json.gz")
+    spec = students["smoke"][2][1]
+    rows = table.rows_for(spec.hash(), "smoke")
+    seed1 = TableScorer(table, "smoke", train_seed=1).evaluate(spec)
+    assert seed1["val_acc"] == rows[1]["val_acc"] and seed1["train_seed"] == 1
+    mean = TableScorer(table, "smoke", train_seed="mean").evaluate(spec)
+    assert mean["val_acc"] == pytest.approx((rows[0]["val_acc"] + rows[1]["val_acc"]) / 2)
+    draws = [TableScorer(table, "smoke", train_seed="random", rng=np.random.default_rng(s)).evaluate(spec)
+             ["train_seed"] for s in range(20)]
+    assert set(draws) == {0, 1}
+    with pytest.raises(TableError, match="train_seed must be one of"):
+        TableScorer(table, "smoke", train_seed=7)
+    with pytest.raises(TableError, match="is not in table"):
+        TableScorer(table, "smoke").evaluate(students["zero"][-1][1])
+    with pytest.raises(TableError, match="no fidelity 'fast'"):
+        TableScorer(table, "fast")
+
+
+def test_surrogate_predicts_held_out_students(synth_table):
+    root, _, task, students, _ = synth_table
+    model = fit_surrogate(str(root / "synth.json.gz"), "zero")
+    assert model.quality.rows == 40 and model.quality.kendall_tau > 0.5 and model.quality.mae < 0.15
+    scorer = SurrogateScorer(BenchTable.load(root / "synth.json.gz"), "zero")
+    outside = next(s for _, s in all_students(task) if s.hash() not in {x.hash() for _, x in students["zero"]})
+    record = scorer.evaluate(outside)  # any student of the space, not only the table's
+    assert record["status"] == "ok" and 0.0 <= record["val_acc"] <= 1.0 and record["params"] == outside.params
+    assert record["latency_ms"] > 0 and record["eval_seconds"] > 0 and record["size_bytes"] > 0
+
+
+def test_shipped_lenet_table_rows_equal_fresh_live_evaluations():
+    """A row of the shipped table is what the live scorer gives that student at the table's fidelity and seed (same
+    teacher, data, thread count and latency table)."""
+    table = BenchTable.load("lenet5_mnist")
+    task = load_task(TaskConfig(model="lenet5", teacher=str(SHIPPED_TEACHER), dataset="mnist_sample",
+                                channel_round=2, min_channels=2), progress=False)
+    assert task.key() == table.task.key()
+    live = LiveScorer(task, "fast", latency="model", latency_model=table.latency_model(), device="cpu",
+                      latency_protocol=LatencyProtocol(batch_size=256), threads=table.meta["threads"])
+    for spec_hash in table.spec_hashes("fast")[5:7]:
+        spec = table.spec(spec_hash)
+        record = live.evaluate(spec)
+        row = table.rows_for(spec_hash, "fast")[0]
+        for key in ("val_acc", "params", "flops", "size_bytes", "latency_ms"):
+            assert record[key] == pytest.approx(row[key], rel=1e-9), key
+
+
+def test_twin_has_the_live_envs_contract():
+    twin = gym.make("DDC-Bench-LeNet5-MNIST-v0").unwrapped
+    live = DDCEnv(model="lenet5", teacher=str(SHIPPED_TEACHER), dataset="mnist_sample", channel_round=2,
+                  min_channels=2, model_kwargs={"in_channels": 1, "input_size": (28, 28)}, latency_batch_size=256,
+                  fidelity="smoke", device="cpu")
+    assert twin.observation_space == live.observation_space and twin.action_space == live.action_space
+    t_obs, t_info = twin.reset(seed=0)
+    l_obs, l_info = live.reset(seed=0)
+    assert np.array_equal(t_obs, l_obs) and t_info["layer_table"] == l_info["layer_table"]
+    actions = []
+    while True:  # the same actions on both: the same masks and observations
+        mask = twin.action_masks()
+        assert np.array_equal(mask, live.action_masks())
+        a = int(np.flatnonzero(mask)[-2])
+        actions.append(a)
+        t_obs, _, done, _, t_info = twin.step(a)
+        l_obs, _, _, _, l_info = live.step(a)
+        assert np.array_equal(t_obs, l_obs)
+        if done:
+            break
+    assert t_info["spec_hash"] == l_info["spec_hash"] and set(l_info) <= set(t_info)
+    assert set(t_info) - set(l_info) == {"train_seed"}
+    for mode in ("sequential", "one_shot"):
+        env = gym.make("DDC-Bench-LeNet5-MNIST-v0", action_mode=mode).unwrapped
+        # the checker steps twice from the same seed and compares infos; the second student is a cache hit
+        # (cache_hit, simulated_seconds differ, as in the live env): score the checker's student once first
+        env.action_space.seed(123)
+        action = env.action_space.sample()
+        env.reset(seed=123)
+        env.step(action)
+        gym_check_env(env)
+        sb3_check_env(env, warn=True)
+
+
+def test_twin_simulated_cost_and_cache_hits():
+    env = gym.make("DDC-Bench-LeNet5-MNIST", fidelity="fast").unwrapped
+    spec_hash = None
+    for expected_hit in (False, True):
+        env.reset(seed=0)
+        while True:
+            _, _, done, _, info = env.step(env.action_of(0.5) if env.action_masks()[env.action_of(0.5)]
+                                           else env.action_of(1.0))
+            if done:
+                break
+        assert info["cache_hit"] is expected_hit
+        row = BenchTable.load("lenet5_mnist").rows_for(info["spec_hash"], "fast")[0]
+        assert info["simulated_seconds"] == (0.0 if expected_hit else row["eval_seconds"])
+        assert info["val_acc"] == row["val_acc"] and info["eval_seconds"] == row["eval_seconds"]
+        spec_hash = spec_hash or info["spec_hash"]
+        assert info["spec_hash"] == spec_hash
+
+
+def test_twin_random_training_seed_is_seeded():
+    def accuracies(seed: int) -> list[float]:
+        env = gym.make("DDC-Bench-LeNet5-MNIST", train_seed="random", stages="joint").unwrapped
+        env.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(30):
+            env.reset()
+            while True:
+                _, _, done, _, info = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+                if done:
+                    out.append((info["val_acc"], info["train_seed"]))
+                    break
+        return out
+
+    assert accuracies(3) == accuracies(3)
+    assert {s for _, s in accuracies(3)} == {0, 1}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"backend": "magic"}, r"unknown backend 'magic'"),
+    ({"table": "nope"}, r"no benchmark table 'nope'"),
+    ({"fidelity": "standard"}, r"no fidelity 'standard'"),
+    ({"train_seed": 2.5}, r"train_seed must be"),
+    ({"backend": "surrogate", "train_seed": 0}, r"train_seed picks a row"),
+    ({"dataset": "cifar10"}, r"unknown DDCBenchEnv argument\(s\) \['dataset'\]"),
+])
+def test_twin_arguments_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make("DDC-Bench-LeNet5-MNIST", **overrides)
