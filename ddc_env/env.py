@@ -29,6 +29,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .arch import N2N_WIDTHS, Block, Choice, Conv, Decision, Keep, Linear, NetSpec
+from .calibration import calibrated
 from .distill import Fidelity, make_fidelity
 from .latency import LatencyProtocol
 from .models.checkpoints import TeacherCheckpoint
@@ -66,7 +67,7 @@ class EnvConfig:
     max_train: int | None = None
     max_val: int | None = None
     fidelity: str | Mapping[str, Any] | Fidelity = "fast"
-    reward: str | Mapping[str, Any] | RewardFn = "ddc"
+    reward: str | Mapping[str, Any] | RewardFn = "calibrated"
     action_mode: str = "sequential"
     stages: str = "two_stage"
     masked_action: str = "nearest"
@@ -210,8 +211,12 @@ class DDCEnv(gym.Env):
     ## Rewards
 
     Every step but the last gives 0. The last step evaluates the student and returns ``reward(record)``:
-    by default DDC's ``s(15(A/A_t - 0.9)) * s(-15(T/T_t - 0.3)) * s(-15(P/P_t - 0.6))`` (logistic ``s``;
-    ``T`` is the latency model's time, or FLOPs with ``latency="flops"``), or N2N's ``(A/A_t) C (2 - C)``,
+    by default ``"calibrated"``, DDC's ``s(k_a(A/A_t - a)) * s(-k_t(T/T_t - t)) * s(-k_p(P/P_t - p))`` (logistic
+    ``s``; ``T`` is the latency model's time, or FLOPs with ``latency="flops"``) with its thresholds and slopes
+    fitted once per task and fidelity to uniform-width students (accuracy floor at the narrowest one, time and params
+    thresholds at the half-width one; see :class:`ddc_env.rewards.CalibratedReward`), so that the reward varies over
+    the students a search meets; ``"ddc"``, the paper's thresholds 0.9 / 0.3 / 0.6 and slope 15; N2N's
+    ``(A/A_t) C (2 - C)``,
     ``C = 1 - P/P_t``, a budget-constrained reward whose epsilon the env anneals over its episodes, or any
     callable (see :func:`ddc_env.rewards.make_reward`). A student whose training diverged gets -1.0 from the
     built-in rewards; a masked action under ``masked_action="penalty"`` gets -1.0.
@@ -252,7 +257,9 @@ class DDCEnv(gym.Env):
       (see :class:`ddc_env.data.DataConfig`); ``classes`` may be a subset of the teacher's classes.
     - ``fidelity``: how students are trained and measured: "smoke", "zero", "fast", "standard", "n2n_paper",
       "ddc_paper", a dict of overrides ``{"name": "fast", "epochs": 2}`` or a ``Fidelity``.
-    - ``reward``: "ddc", "n2n", a dict ``{"name": "budget", "max_param_ratio": 0.2}`` or a callable.
+    - ``reward``: "calibrated" (default), "ddc" (the paper's), "n2n", a dict (``{"name": "budget",
+      "max_param_ratio": 0.2}``, ``{"name": "calibrated", "steepness": 6}``, ``{"name": "ddc", "slope": 10}``) or a
+      callable.
     - ``action_mode`` ("sequential" | "one_shot"), ``stages`` ("two_stage" | "joint"), ``masked_action``
       ("nearest" | "penalty"), ``width_choices`` (increasing, in (0, 1], with 1.0), ``kernel_shrink``,
       ``channel_round``, ``min_channels``.
@@ -293,6 +300,7 @@ class DDCEnv(gym.Env):
         self.action_choices: tuple[Choice, ...] = self.task.action_choices
         self._action_width = list(self.task.action_widths)
         self.reward_fn: RewardFn = make_env_reward(reward, scorer.time_term)
+        self._calibrated = False
         self.stages, self.masked_action, self.render_mode = stages, masked_action, render_mode
         self._seed = seed
         self._episodes = 0  # finished episodes: the clock of a reward's schedule (N2N's budget annealing)
@@ -558,7 +566,7 @@ class DDCEnv(gym.Env):
         episode, e.g. a hand-designed or uniform-width reference; returns the terminal-info record. Choices the
         teacher does not allow raise ``ActionError``."""
         record = copy.deepcopy(self.scorer.score(self.task.student_spec(choices)))
-        return {**record, "reward": float(self.reward_fn(record))}
+        return {**record, "reward": float(self.reward_function()(record))}
 
     def prefetch(self, choices: Mapping[str, Choice]) -> Future:
         """Start scoring the student of ``choices`` without waiting (a parallel scorer works on it meanwhile);
@@ -571,11 +579,20 @@ class DDCEnv(gym.Env):
         record = copy.deepcopy(self.scorer.score(self.task.student_spec(choices)))
         return self._end(record, self._reward(record), choices)
 
+    def reward_function(self) -> RewardFn:
+        """The env's reward, a calibrated one fitted to the task on first use (scoring its uniform reference
+        students once per task and fidelity; see :mod:`ddc_env.calibration`)."""
+        if not self._calibrated:
+            self.reward_fn = calibrated(self.reward_fn, self.scorer)
+            self._calibrated = True
+        return self.reward_fn
+
     def _reward(self, record: Mapping[str, Any]) -> float:
-        schedule = getattr(self.reward_fn, "at_episode", None)
+        reward = self.reward_function()
+        schedule = getattr(reward, "at_episode", None)
         if schedule is not None:
             schedule(self._episodes)
-        return float(self.reward_fn(record))
+        return float(reward(record))
 
     def _end_invalid(self, reason: str) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         return self._end(self.scorer.invalid_record(reason), INVALID_REWARD, self.choices())

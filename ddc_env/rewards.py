@@ -1,4 +1,5 @@
-"""Named rewards over a metrics record: ``n2n``, ``ddc``, budget-constrained, and user callables.
+"""Named rewards over a metrics record: ``n2n``, ``ddc`` (the paper's), ``calibrated`` (DDC's sigmoids centred on
+the task, the default), budget-constrained, and user callables.
 
 A metrics record is a plain dict from the evaluator with at least ``status`` ("ok", "diverged"
 or "invalid"), ``val_acc``, ``teacher_val_acc``, ``params``, ``teacher_params``, ``flops``,
@@ -21,6 +22,7 @@ from .validate import check_choice, check_int, check_names, check_number
 __all__ = [
     "STATUSES",
     "BudgetReward",
+    "CalibratedReward",
     "DDCReward",
     "RewardFn",
     "ddc",
@@ -79,7 +81,8 @@ def n2n(record: Mapping[str, Any]) -> float:
 class DDCReward:
     """DDC reward ``s(k(A/A_t - a)) * s(-k(T/T_t - t)) * s(-k(P/P_t - p))``, s the logistic function.
 
-    ``a, t, p`` are ``acc_threshold, time_threshold, params_threshold`` and ``k`` is ``slope``.
+    ``a, t, p`` are ``acc_threshold, time_threshold, params_threshold`` and ``k`` is ``slope`` (or, per term,
+    ``acc_slope``, ``time_slope``, ``params_slope`` when given).
     ``T/T_t`` is the latency ratio (``time="latency"``: the record's ``latency_ms``, from the latency model or
     a paired measurement) or the FLOP ratio (``time="flops"``). Returns -1.0 if status != "ok", so a failed
     student always scores below any valid one (whose reward lies in (0, 1)).
@@ -90,10 +93,15 @@ class DDCReward:
     params_threshold: float = 0.6
     slope: float = 15.0
     time: Literal["latency", "flops"] = "latency"
+    acc_slope: float | None = None
+    time_slope: float | None = None
+    params_slope: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("acc_threshold", "time_threshold", "params_threshold", "slope"):
             check_number(getattr(self, name), name, minimum=0.0, exclusive_minimum=True)
+        for name in ("acc_slope", "time_slope", "params_slope"):
+            check_number(getattr(self, name), name, minimum=0.0, exclusive_minimum=True, optional=True)
         check_choice(self.time, "time", TIME_TERMS)
 
     def __call__(self, record: Mapping[str, Any]) -> float:
@@ -107,10 +115,55 @@ class DDCReward:
         time_ratio = _required(r, "latency_ratio" if self.time == "latency" else "flop_ratio")
         k = self.slope
         return (
-            _sigmoid(k * (_required(r, "acc_ratio") - self.acc_threshold))
-            * _sigmoid(-k * (time_ratio - self.time_threshold))
-            * _sigmoid(-k * (_required(r, "param_ratio") - self.params_threshold))
+            _sigmoid((self.acc_slope or k) * (_required(r, "acc_ratio") - self.acc_threshold))
+            * _sigmoid(-(self.time_slope or k) * (time_ratio - self.time_threshold))
+            * _sigmoid(-(self.params_slope or k) * (_required(r, "param_ratio") - self.params_threshold))
         )
+
+
+@dataclass(frozen=True)
+class CalibratedReward:
+    """DDC's reward with its sigmoids centred where this task's students are, calibrated once per task and fidelity
+    from uniform-width students (the env does it at its first reward; :mod:`ddc_env.calibration`).
+
+    The paper's thresholds (accuracy above 90% of the teacher's, time below 30%, params below 60%, slope 15) put
+    nearly every student a CPU-scale search meets at a reward of 0. Here, with ``U(w)`` the uniform student of width
+    ``w`` (the nearest width the env offers): the accuracy threshold is ``U(floor_width)``'s accuracy ratio (a
+    floor: do not lose more than the narrowest uniform student), the time and params thresholds are
+    ``U(target_width)``'s ratios (beat the half-width student), and each term's slope is ``steepness`` divided by
+    that term's spread between ``U(floor_width)`` and ``U(wide_width)``, so the uniform family spans each sigmoid.
+    ``time``: the time term, as in :class:`DDCReward`.
+    """
+
+    floor_width: float = 0.25
+    target_width: float = 0.5
+    wide_width: float = 0.8
+    steepness: float = 4.0
+    time: Literal["latency", "flops"] = "latency"
+
+    def __post_init__(self) -> None:
+        for name in ("floor_width", "target_width", "wide_width"):
+            check_number(getattr(self, name), name, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        if not self.floor_width < self.wide_width:
+            raise ValueError(f"floor_width must be below wide_width, got {self.floor_width} and {self.wide_width}")
+        check_number(self.steepness, "steepness", minimum=0.0, exclusive_minimum=True)
+        check_choice(self.time, "time", TIME_TERMS)
+
+    def fit(self, reference: Mapping[str, Mapping[str, Any]]) -> DDCReward:
+        """The DDC reward this calibration gives, from the records of the uniform students ``reference`` (keys
+        ``"floor"``, ``"target"``, ``"wide"``)."""
+        time_key = "latency_ratio" if self.time == "latency" else "flop_ratio"
+        values: dict[str, float] = {}
+        for term, key in (("acc", "acc_ratio"), ("time", time_key), ("params", "param_ratio")):
+            r = {role: _required(ratios(reference[role]), key) for role in ("floor", "target", "wide")}
+            spread = max(abs(r["wide"] - r["floor"]), 0.01)  # a flat term (e.g. accuracy at a lenient fidelity)
+            values[f"{term}_threshold"] = r["floor"] if term == "acc" else r["target"]
+            values[f"{term}_slope"] = self.steepness / spread
+        return DDCReward(**values, time=self.time)
+
+    def __call__(self, record: Mapping[str, Any]) -> float:
+        raise ValueError("a calibrated reward is fitted to a task first (an env does it at its first reward): "
+                         "use CalibratedReward.fit(reference records), or make the env with reward='calibrated'")
 
 
 def ddc(
@@ -192,7 +245,8 @@ class BudgetReward:
         return (eps - 1.0) + eps * reward
 
 
-_REWARDS: Mapping[str, RewardFn | type] = MappingProxyType({"n2n": n2n, "ddc": DDCReward, "budget": BudgetReward})
+_REWARDS: Mapping[str, RewardFn | type] = MappingProxyType({"n2n": n2n, "ddc": DDCReward, "budget": BudgetReward,
+                                                           "calibrated": CalibratedReward})
 
 
 def make_env_reward(spec: str | Mapping[str, Any] | RewardFn, time: str) -> RewardFn:
@@ -203,9 +257,9 @@ def make_env_reward(spec: str | Mapping[str, Any] | RewardFn, time: str) -> Rewa
 
 
 def _with_time(spec: Any, time: str) -> Any:
-    if spec == "ddc":
-        return {"name": "ddc", "time": time}
-    if isinstance(spec, Mapping) and spec.get("name") == "ddc":
+    if spec in ("ddc", "calibrated"):
+        return {"name": spec, "time": time}
+    if isinstance(spec, Mapping) and spec.get("name") in ("ddc", "calibrated"):
         return {"time": time, **spec}
     if isinstance(spec, Mapping) and spec.get("name") == "budget" and "base" in spec:
         return {**spec, "base": _with_time(spec["base"], time)}

@@ -39,7 +39,7 @@ class BenchConfig:
     backend: str = "table"
     fidelity: str | None = None
     train_seed: int | str | None = None
-    reward: str | Mapping[str, Any] | RewardFn = "ddc"
+    reward: str | Mapping[str, Any] | RewardFn = "calibrated"
     action_mode: str = "sequential"
     stages: str = "two_stage"
     masked_action: str = "nearest"

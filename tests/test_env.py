@@ -233,7 +233,8 @@ def test_same_choices_same_student_in_every_mode_and_cached(world, tmp_path):
         assert key in first
     units = {u["name"]: u for u in first["spec"]["units"]}
     assert "fc1" not in units and units["conv1"]["out_channels"] < 6
-    assert ResultsStore(store).count() == 1
+    rows = ResultsStore(store).query()  # the student once (beside the uniform students the reward calibrates on)
+    assert [r["spec_hash"] for r in rows].count(first["spec_hash"]) == 1
 
 
 def test_repeated_student_is_a_cache_hit(world):
@@ -468,3 +469,20 @@ def test_the_env_anneals_the_budget_reward(world):
     assert rewards[0] == pytest.approx(base)  # eps = 1: (1 - 1) + 1 * R
     assert rewards[1] == pytest.approx(-0.5 + 0.5 * base)  # eps = 0.5
     assert rewards[2] == -1.0  # eps = 0
+
+
+def test_the_calibration_is_computed_once_and_shared_by_every_process(world, tmp_path):
+    """The calibrated reward's thresholds come from uniform students scored once per task and fidelity and kept in
+    DDC_HOME: fresh processes (with another thread count) read the same numbers."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, torch; torch.set_num_threads(int(sys.argv[2])); from ddc_env.env import DDCEnv; "
+            "env = DDCEnv(**json.loads(sys.argv[1])); print(json.dumps(env.reward_function().__dict__))")
+    kwargs = json.dumps(world.kwargs())
+    env = {**os.environ, "DDC_HOME": str(tmp_path / "home")}
+    outputs = [subprocess.run([sys.executable, "-c", code, kwargs, str(threads)], capture_output=True, text=True,
+                              env=env, check=True).stdout.strip().splitlines()[-1] for threads in (1, 2)]
+    assert outputs[0] == outputs[1] and json.loads(outputs[0])["acc_slope"] > 0
+    assert len(list((tmp_path / "home" / "calibration").glob("*.json"))) == 1

@@ -214,3 +214,23 @@ def test_rewards_pickle_round_trip(spec: Any) -> None:
     assert clone(record) == reward(record)
     if isinstance(reward, rewards.BudgetReward):
         assert clone.episodes == 1
+
+
+def test_calibrated_reward_fits_thresholds_and_slopes_to_uniform_students() -> None:
+    def rec(acc: float, latency: float, params: float) -> dict[str, Any]:
+        return make_record(val_acc=acc * 0.9, latency_ms=latency * 10.0, params=int(params * 1000))
+
+    reference = {"floor": rec(0.80, 0.30, 0.10), "target": rec(0.90, 0.50, 0.30), "wide": rec(0.98, 0.90, 0.70)}
+    fitted = rewards.CalibratedReward(steepness=4.0).fit(reference)
+    assert fitted.acc_threshold == pytest.approx(0.80) and fitted.acc_slope == pytest.approx(4.0 / 0.18)
+    assert fitted.time_threshold == pytest.approx(0.50) and fitted.time_slope == pytest.approx(4.0 / 0.60)
+    assert fitted.params_threshold == pytest.approx(0.30) and fitted.params_slope == pytest.approx(4.0 / 0.60)
+    student = rec(0.85, 0.40, 0.20)
+    expected = logistic(4 / 0.18 * 0.05) * logistic(-4 / 0.6 * -0.1) * logistic(-4 / 0.6 * -0.1)
+    assert fitted(student) == pytest.approx(expected)
+    flat = {"floor": rec(0.99, 0.30, 0.10), "target": rec(0.99, 0.50, 0.30), "wide": rec(0.99, 0.90, 0.70)}
+    assert rewards.CalibratedReward().fit(flat).acc_slope == pytest.approx(4.0 / 0.01)  # a flat term: spread 0.01
+    with pytest.raises(ValueError, match="fitted to a task first"):
+        rewards.CalibratedReward()(student)
+    with pytest.raises(ValueError, match="floor_width must be below wide_width"):
+        rewards.CalibratedReward(floor_width=0.9, wide_width=0.5)

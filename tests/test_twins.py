@@ -190,3 +190,27 @@ def test_twin_random_training_seed_is_seeded():
 def test_twin_arguments_are_checked(overrides, message):
     with pytest.raises(ValueError, match=message):
         gym.make("DDC-Bench-LeNet5-MNIST", **overrides)
+
+
+def _random_rewards(env: gym.Env, episodes: int, seed: int = 0) -> np.ndarray:
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(episodes):
+        env.reset()
+        while True:
+            _, reward, done, _, _ = env.step(int(rng.choice(np.flatnonzero(env.unwrapped.action_masks()))))
+            if done:
+                out.append(reward)
+                break
+    return np.array(out)
+
+
+def test_the_default_reward_varies_over_random_students():
+    """Over 100 random masked students of the LeNet-5 twin at its default fidelity, the default (calibrated) reward
+    has a standard deviation >= 0.1 and more than half the students score above 0.01; the paper's DDC reward is
+    below 0.01 for most of the same students."""
+    calibrated = _random_rewards(gym.make("DDC-Bench-LeNet5-MNIST"), 100)
+    assert calibrated.std() >= 0.1 and np.mean(calibrated > 0.01) >= 0.5
+    paper = _random_rewards(gym.make("DDC-Bench-LeNet5-MNIST", reward="ddc"), 100)
+    assert np.mean(paper > 0.01) < 0.5 and paper.std() < 0.05
