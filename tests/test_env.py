@@ -363,7 +363,7 @@ def test_modes_agree_on_resnet_stages(world, tmp_path, monkeypatch):
     hashes = []
     for overrides in ({"stages": "two_stage"}, {"stages": "joint"}, {"action_mode": "one_shot"}):
         env = DDCEnv(**world.kwargs(model="resnet18", teacher=teacher, dataset="rgb", data_dir=str(tmp_path),
-                                    **overrides))
+                                    reward="n2n", **overrides))
         monkeypatch.setattr(env.scorer.inner, "evaluate", lambda s: {
             "status": "ok", "spec_hash": s.hash(), "val_acc": 1.0, "teacher_val_acc": 1.0, "params": s.params,
             "teacher_params": spec.params, "flops": s.flops, "teacher_flops": spec.flops, "eval_seconds": 0.0})
