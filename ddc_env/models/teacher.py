@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from ..arch.build import build
 from ..data import DataBundle, DataConfig, Split, augment, flips, iterate_batches, load_data, normalize
 from ..paths import teachers_dir
-from ..train import OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..train import AMP_MODES, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..validate import check_bool, check_choice, check_int, check_number
 from .builders import MODELS, get_model_spec
 from .checkpoints import CheckpointError, TeacherCheckpoint, read_sidecar, save_teacher
 
@@ -52,13 +53,15 @@ class TeacherRecipe:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1); got {self.label_smoothing!r}")
-        if isinstance(self.crop_pad, bool) or not isinstance(self.crop_pad, int) or self.crop_pad < 0:
-            raise ValueError(f"crop_pad must be a non-negative integer; got {self.crop_pad!r}")
+            check_int(getattr(self, name), name, minimum=1)
+        if not isinstance(self.optim, OptimConfig):
+            raise ValueError(f"optim must be an OptimConfig, got {self.optim!r}")
+        check_number(self.label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        check_int(self.crop_pad, "crop_pad")
+        if self.flip is not None:
+            check_bool(self.flip, "flip")
+        check_choice(self.amp, "amp", AMP_MODES)
+        check_int(self.seed, "seed")
 
     def flips(self, dataset: str) -> bool:
         """Whether horizontal flips are used on ``dataset``."""
