@@ -91,6 +91,13 @@ def test_changing_the_agent_drops_the_configs_agent_kwargs(tmp_path, synth_teach
     ({}, ["agent_kwargs.lr=0.1"], "agent_kwargs of 'random': unknown hyperparameter(s) ['lr']"),
     ({}, ["agent=reinforce", "agent_kwargs.schedule=sideways"], "unknown schedule 'sideways'"),
     ({}, ["n_envs=2"], "n_envs=2: only the stable-baselines3 agents"),
+    ({}, ["agent=actor_critic", "agent_kwargs.lr=.nan"], "agent_kwargs of 'actor_critic': lr must be a finite number "
+                                                        "> 0, got nan"),
+    ({}, ["agent=reinforce", "agent_kwargs.rollouts=2.5"], "rollouts must be a positive integer, got 2.5"),
+    ({}, ["agent=ppo", "agent_kwargs.learning_rate=-0.1"], "learning_rate must be a finite number > 0, got -0.1"),
+    ({}, ["agent=dqn", "agent_kwargs.train_freq=often"], "train_freq must be a positive integer, got 'often'"),
+    ({}, ["env_kwargs.fidelity={name: smoke, epochs: 1.5}"], "fidelity epochs must be an integer >= 0, got 1.5"),
+    ({}, ["env_kwargs.device=gpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
 ])
 def test_bad_configs_name_the_bad_value(tmp_path, synth_teacher, synth_dir, top, overrides, message):
     path = _write_config(tmp_path, synth_teacher, synth_dir, **top)
@@ -237,16 +244,23 @@ def test_resume_refuses_a_changed_config(tmp_path, synth_teacher, synth_dir, cap
     (["search", "--config", "CONFIG", "--init-from", "missing.ckpt"], "missing.ckpt: no such file"),
     (["search", "--resume", "--out", "OUT"], "is not a run folder: it has no config.yaml"),
     (["search", "--config", "CONFIG", "--episodes", "0"], "must be a positive integer"),
+    (["search", "--config", "CONFIG", "--agent", "actor_critic", "--set", "agent_kwargs.lr=nan", "--out", "OUT"],
+     "lr must be a finite number > 0, got 'nan'"),
+    (["search", "--config", "CONFIG", "--set", "env_kwargs.fidelity={name: smoke, lr: -0.1}", "--out", "OUT"],
+     "fidelity lr must be a finite number > 0, got -0.1"),
+    (["search", "--config", "CONFIG", "--set", "env_kwargs.device=gpu", "--out", "OUT"], "device must be 'auto'"),
 ])
 def test_bad_search_input_is_one_line_and_exit_2(argv, message, tmp_path, synth_teacher, synth_dir, capsys,
                                                  monkeypatch):
+    """A bad value anywhere (a hyperparameter, a fidelity field, the env) is one line on stderr and exit code 2,
+    and no run folder is written."""
     monkeypatch.chdir(tmp_path)
     config = _write_config(tmp_path, synth_teacher, synth_dir)
     argv = [str(config) if a == "CONFIG" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------- learning agents
