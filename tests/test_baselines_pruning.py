@@ -126,8 +126,12 @@ def test_uniform_baseline_matches_the_envs_uniform_students(tmp_path, synth_teac
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"ratio": 1.5}, "ratio must be in (0, 1)"),
-    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"ratio": 1.5}, "ratio must be a finite number > 0 and < 1, got 1.5"),
+    ({"ratio": float("nan")}, "ratio must be a finite number > 0 and < 1, got nan"),
+    ({"steps": 0}, "steps must be a positive integer, got 0"),
+    ({"steps": 2.0}, "steps must be a positive integer, got 2.0"),
+    ({"epochs": "1"}, "epochs must be an integer >= 0 or None, got '1'"),
+    ({"target": "size"}, "unknown target 'size'; allowed: ['params', 'flops']"),
     ({"ranking": "l1"}, "unknown argument(s) ['ranking']"),  # fixed by the registry entry
     ({"bogus": 1}, "unknown argument(s) ['bogus']"),
 ])
@@ -157,15 +161,26 @@ def test_cli_baseline_runs_a_config_section_with_overrides(tmp_path, synth_teach
 
 @pytest.mark.parametrize("argv, message", [
     (["baseline", "nope"], "invalid choice: 'nope'"),
-    (["baseline", "uniform", "--set", "baselines.uniform.widths=[2]"], "widths must be a non-empty list"),
+    (["baseline", "uniform", "--set", "baselines.uniform.widths=[2]"],
+     "each of widths must be a finite number > 0 and <= 1, got 2"),
+    (["baseline", "uniform", "--set", "baselines.uniform.epochs=1.5"], "epochs must be an integer >= 0 or None"),
+    (["baseline", "l1_pruning", "--set", "baselines.l1_pruning.ratio=.nan"], "ratio must be a finite number"),
     (["baseline", "uniform", "--set", "env_kwargs.fidelity=bogus"], "unknown fidelity 'bogus'"),
+    (["baseline", "uniform", "--set", "env_kwargs.fidelity={name: smoke, lr: .nan}"],
+     "fidelity lr must be a finite number > 0, got nan"),
+    (["baseline", "uniform", "--set", "env_kwargs.device=gpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    (["baseline", "uniform", "--set", "seed=-1"], "seed must be an integer >= 0"),
     (["baseline", "uniform", "--set", "bogus=1"], "unknown baselines config key 'bogus' in override"),
 ])
 def test_cli_baseline_errors_are_clear(argv, message, tmp_path, synth_teacher, synth_dir, capsys):
+    """Every bad value is one line on stderr with exit code 2, before the run folder exists."""
     path = _write_config(tmp_path, synth_teacher, synth_dir)
-    argv = [*argv[:2], "--config", str(path), *argv[2:]] if argv[1] != "nope" else argv + ["--config", str(path)]
+    out = ["--out", str(tmp_path / "run")]
+    argv = [*argv[:2], "--config", str(path), *out, *argv[2:]] if argv[1] != "nope" else [*argv, "--config", str(path)]
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_shipped_baseline_configs_load_every_baseline():
