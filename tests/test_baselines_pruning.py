@@ -11,7 +11,9 @@ import yaml
 
 from ddc_env.baselines import BASELINES
 from ddc_env.baselines.common import Context
+from ddc_env.cli import baseline as cli_baseline
 from ddc_env.cli.baseline import BaselineConfig, load_baseline_config, run_baseline
+from ddc_env.cli.runs import locked
 from ddc_env.baselines.structured_pruning import allocate_global, allocate_per_layer, l1_ranking, taylor_importance
 from ddc_env.arch import build, channel_counts, inherit, with_channels
 from ddc_env.cli import main
@@ -181,6 +183,21 @@ def test_cli_baseline_errors_are_clear(argv, message, tmp_path, synth_teacher, s
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_second_baseline_on_a_run_folder_in_use_fails_at_once(tmp_path, synth_teacher, synth_dir, capsys,
+                                                                 monkeypatch):
+    """While one process writes a baseline run folder, a second ``ddc baseline --out`` on it fails before loading
+    the teacher and data (it used to load them first)."""
+    path = _write_config(tmp_path, synth_teacher, synth_dir)
+    out = tmp_path / "run"
+    loaded = []
+    monkeypatch.setattr(cli_baseline, "load_task", lambda *args, **kwargs: loaded.append(args))
+    with locked(out):  # what a running baseline holds
+        assert main(["baseline", "uniform", "--config", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another process" in err and len(err.strip().splitlines()) == 1
+    assert loaded == [] and [p.name for p in out.iterdir()] == [".lock"]
 
 
 def test_shipped_baseline_configs_load_every_baseline():
