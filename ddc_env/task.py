@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from .arch import N2N_WIDTHS, REMOVE, Choice, Decision, Keep, NetSpec, apply_decisions, decision_table
