@@ -92,6 +92,7 @@ def _train_freq(value: Any, name: str) -> None:
 
 
 def _fraction(value: Any, name: str) -> None:
+    """A number in [0, 1]."""
     check_number(value, name, minimum=0.0, maximum=1.0)
 
 
@@ -99,7 +100,7 @@ def _fraction(value: Any, name: str) -> None:
 _CHECKS: Mapping[str, Callable[[Any, str], Any]] = MappingProxyType({
     "episodes_per_update": functools.partial(check_int, minimum=1),
     "n_steps": functools.partial(check_int, minimum=1, optional=True),
-    "batch_size": functools.partial(check_int, minimum=2, optional=True),  # PPO/A2C minibatches; DQN: see below
+    "batch_size": functools.partial(check_int, minimum=2, optional=True),  # PPO asserts > 1; DQN: see below
     "n_epochs": functools.partial(check_int, minimum=1),
     "learning_rate": _positive_or_schedule,
     "clip_range": _positive_or_schedule,
