@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from ddc_env.validate import check_names
-
 
 @dataclass(frozen=True)
 class AgentEntry:
@@ -57,9 +55,8 @@ class AgentEntry:
             from .common import make_hyperparams
 
             return dataclasses.asdict(make_hyperparams(module.Hyperparams, given))
-        defaults = table[self.fixed["algo"]]
-        check_names(given, sorted(defaults), "hyperparameter(s)")
-        return {**defaults, **given}
+        module.check_hyperparams(self.fixed["algo"], given)
+        return {**table[self.fixed["algo"]], **given}
 
 
 _PKG = "ddc_env.agents."

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ddc_env.paths import atomic_writer
-from ddc_env.validate import check_names
+from ddc_env.validate import check_int, check_names, check_number
 
 
 class EpisodeLog(Protocol):
@@ -39,6 +39,28 @@ def make_hyperparams(cls: type[H], overrides: Mapping[str, Any]) -> H:
     ValueError listing the allowed ones."""
     check_names(overrides, [f.name for f in dataclasses.fields(cls)], "hyperparameter(s)")
     return cls(**overrides)
+
+
+# the hyperparameter names the controllers share, by what they allow
+_POSITIVE_INTS = ("rollouts", "hidden")
+_POSITIVE = ("lr", "removal_lr", "shrink_lr", "max_grad_norm")
+_NON_NEGATIVE = ("entropy_coef", "value_coef")
+
+
+def check_shared_hyperparams(hp: Any) -> None:
+    """Check the fields of an agent's ``Hyperparams`` that every controller names alike: ``rollouts`` and ``hidden``
+    positive integers, learning rates and ``max_grad_norm`` finite and > 0, ``entropy_coef`` and ``value_coef``
+    finite and >= 0, ``baseline_decay`` in [0, 1)."""
+    for f in dataclasses.fields(hp):
+        value = getattr(hp, f.name)
+        if f.name in _POSITIVE_INTS:
+            check_int(value, f.name, minimum=1)
+        elif f.name in _POSITIVE:
+            check_number(value, f.name, minimum=0.0, exclusive_minimum=True)
+        elif f.name in _NON_NEGATIVE:
+            check_number(value, f.name, minimum=0.0)
+        elif f.name == "baseline_decay":
+            check_number(value, f.name, minimum=0.0, maximum=1.0, exclusive_maximum=True)
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

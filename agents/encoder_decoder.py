@@ -24,7 +24,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import EpisodeLog, layer_features, make_hyperparams
+from .common import EpisodeLog, check_shared_hyperparams, layer_features, make_hyperparams
 from .controllers import (EncoderDecoder, MovingAverageBaseline, check_sequential, load_agent, load_controller,
                           sample_masked, save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -44,12 +44,7 @@ class Hyperparams:
     max_grad_norm: float = 1.0  # gradient-norm clipping
 
     def __post_init__(self) -> None:
-        if self.rollouts < 1 or self.hidden < 1:
-            raise ValueError(f"rollouts and hidden must be >= 1, got {self.rollouts} and {self.hidden}")
-        if self.lr <= 0 or self.max_grad_norm <= 0 or self.entropy_coef < 0:
-            raise ValueError("lr and max_grad_norm must be > 0, entropy_coef >= 0")
-        if not 0.0 <= self.baseline_decay < 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        check_shared_hyperparams(self)
 
 
 @dataclass

@@ -37,7 +37,9 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import EpisodeLog, layer_features, make_hyperparams
+from ddc_env.validate import check_choice, check_int
+
+from .common import EpisodeLog, check_shared_hyperparams, layer_features, make_hyperparams
 from .controllers import (MovingAverageBaseline, RemovalPolicy, ShrinkPolicy, check_sequential, decision_index,
                           is_shrink_pass, load_agent, load_controller, sample_masked, save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -61,16 +63,9 @@ class Hyperparams:
     max_grad_norm: float = 1.0  # gradient-norm clipping of each policy
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
-        if self.rollouts < 1 or self.hidden < 1:
-            raise ValueError(f"rollouts and hidden must be >= 1, got {self.rollouts} and {self.hidden}")
-        if self.removal_iterations is not None and self.removal_iterations < 0:
-            raise ValueError(f"removal_iterations must be None or >= 0, got {self.removal_iterations}")
-        if min(self.removal_lr, self.shrink_lr, self.max_grad_norm) <= 0 or self.entropy_coef < 0:
-            raise ValueError("learning rates and max_grad_norm must be > 0, entropy_coef >= 0")
-        if not 0.0 <= self.baseline_decay < 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        check_shared_hyperparams(self)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_int(self.removal_iterations, "removal_iterations", optional=True)
 
 
 @dataclass

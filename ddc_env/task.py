@@ -21,17 +21,16 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from .arch import N2N_WIDTHS, REMOVE, Choice, Decision, Keep, NetSpec, apply_decisions, decision_table
 from .data import DataBundle, DataConfig, load_data
-from .models.builders import MODELS
+from .models.builders import MODELS, get_model_spec
 from .models.checkpoints import TeacherCheckpoint, load_teacher
 from .models.teacher import TeacherRecipe, estimate_training_seconds, find_teacher, train_teacher
 from .paths import teachers_dir
 from .train import OptimConfig
-from .validate import check_bool, check_choice, check_int, check_names
+from .validate import check_bool, check_choice, check_device, check_int, check_names, check_numbers
 
 __all__ = ["Task", "TaskConfig", "TaskError", "load_task"]
 
@@ -81,8 +80,6 @@ class TaskConfig:
             check_int(getattr(self, name), name, minimum=1, optional=True)
         for name in ("download", "kernel_shrink", "train_teacher"):
             check_bool(getattr(self, name), name)
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
         if isinstance(self.classes, list):
             object.__setattr__(self, "classes", tuple(self.classes))
         if isinstance(self.data_dir, os.PathLike):
@@ -92,10 +89,14 @@ class TaskConfig:
         if not isinstance(self.teacher, (str, os.PathLike, TeacherCheckpoint)):
             raise ValueError(f"teacher must be 'auto', a checkpoint path or a TeacherCheckpoint, "
                              f"got {type(self.teacher).__name__}")
-        if not isinstance(self.device, str):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        check_device(self.device)
         self.recipe()
         self.data_config()
+        if self.teacher == "auto":  # the zoo builds the teacher: its arguments must build a spec
+            try:
+                get_model_spec(self.model, **self.model_kwargs)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"model_kwargs of {self.model}: {e}") from None
 
     def data_config(self) -> DataConfig:
         """The data the students are trained and rewarded on."""
@@ -116,8 +117,14 @@ class TaskConfig:
             if isinstance(kwargs.get("optim"), Mapping):
                 check_names(kwargs["optim"], [f.name for f in dataclasses.fields(OptimConfig)],
                             "teacher_recipe.optim field(s)")
-                kwargs["optim"] = OptimConfig(**kwargs["optim"])
-            recipe = TeacherRecipe(**kwargs)
+                try:
+                    kwargs["optim"] = OptimConfig(**kwargs["optim"])
+                except ValueError as e:
+                    raise ValueError(f"teacher_recipe.optim: {e}") from None
+            try:
+                recipe = TeacherRecipe(**kwargs)
+            except ValueError as e:
+                raise ValueError(f"teacher_recipe: {e}") from None
         elif recipe is None:
             recipe = TeacherRecipe()
         elif not isinstance(recipe, TeacherRecipe):
@@ -127,11 +134,8 @@ class TaskConfig:
 
 def check_widths(widths: Any) -> tuple[float, ...]:
     """``widths`` as a tuple of floats: strictly increasing, in (0, 1], including 1.0."""
-    try:
-        out = tuple(float(w) for w in widths)
-    except (TypeError, ValueError):
-        raise ValueError(f"width_choices must be a sequence of numbers, got {widths!r}") from None
-    if not out or any(not 0.0 < w <= 1.0 for w in out) or 1.0 not in out or list(out) != sorted(set(out)):
+    out = check_numbers(widths, "width_choices", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    if 1.0 not in out or list(out) != sorted(set(out)):
         raise ValueError(f"width_choices must be strictly increasing numbers in (0, 1] that include 1.0, "
                          f"got {widths!r}; e.g. {N2N_WIDTHS}")
     return out

@@ -12,6 +12,7 @@ Controllers are tiny, so these tests run torch on one thread (faster than two on
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import itertools
@@ -26,7 +27,8 @@ import pytest
 import torch
 
 import ddc_env  # noqa: F401  (registers the ids)
-from ddc_env.agents.common import load_checkpoint
+from ddc_env.agents import AGENTS
+from ddc_env.agents.common import load_checkpoint, make_hyperparams
 from ddc_env.cli.runs import SearchLog
 from ddc_env.agents.controllers import (EncoderDecoder, RecurrentActorCritic, RemovalPolicy, ShrinkPolicy, sample_masked,
                                 seeded)
@@ -122,6 +124,24 @@ def test_agent_runs_checkpoints_and_resumes(agent, stages, hyperparams, synth_te
     assert all(info["cache_hit"] for info in straight.infos)
     resumed_weights, straight_weights = controller_of(ckpt), controller_of(tmp_path / "straight.pt")
     assert all(torch.equal(resumed_weights[k], straight_weights[k]) for k in straight_weights)
+
+
+@pytest.mark.parametrize("agent", ["reinforce", "actor_critic", "encoder_decoder"])
+def test_every_hyperparameter_is_checked_at_construction(agent):
+    """Every field of an agent's ``Hyperparams`` refuses a value of the wrong type, NaN, infinity or a value out of
+    range with a one-line ValueError naming the field (an lr of NaN used to make every update NaN silently)."""
+    cls = importlib.import_module(AGENTS[agent].module).Hyperparams
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        default = getattr(defaults, f.name)
+        bad: list[Any] = ["x", True, [1]]
+        if isinstance(default, float):
+            bad += [math.nan, math.inf, -1.0]
+        elif isinstance(default, int) or f.name == "removal_iterations":
+            bad += [1.5, -1, math.nan]
+        for value in bad:
+            with pytest.raises(ValueError, match=f"{f.name}.*{value!r}" if isinstance(value, str) else f.name):
+                make_hyperparams(cls, {f.name: value})
 
 
 def test_bad_arguments_are_clear_errors(synth_teacher, synth_dir, tmp_path):

@@ -39,8 +39,10 @@ def test_teacher_train_list_info(data_dir: Path, tmp_path: Path, capsys: pytest.
     data = bytearray(pt.read_bytes())
     data[-100] ^= 0xFF
     pt.write_bytes(bytes(data))
-    assert main(["teacher", "info", str(pt)]) == 1
-    assert "verification FAILED: sha256 mismatch" in capsys.readouterr().out
+    assert main(["teacher", "info", str(pt)]) == 2  # the failure on stderr, as every bad input
+    captured = capsys.readouterr()
+    assert "model: lenet5" in captured.out and "verification FAILED" not in captured.out
+    assert "verification FAILED: sha256 mismatch" in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
 def test_teacher_train_subset_to_explicit_path(data_dir: Path, tmp_path: Path,
@@ -58,6 +60,13 @@ def test_teacher_train_subset_to_explicit_path(data_dir: Path, tmp_path: Path,
     (["teacher", "train", "--model", "lenet5", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--classes", "zzz"], "unknown class 'zzz'"),
     (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--epochs", "0"], "positive integer"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--lr", "nan"], "positive finite number"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--lr", "inf"], "positive finite number"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--seed", "-1"], "seed must be an integer >= 0"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--device", "gpu"], "device must be 'auto'"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--out", "."], "is a directory"),
+    (["teacher", "train", "--model", "lenet5", "--spec", "x.json", "--dataset", "synth"], "not allowed with"),
+    (["teacher", "train", "--spec", "missing.json", "--dataset", "synth"], "--spec missing.json: [Errno 2]"),
     (["teacher", "info", "missing.pt"], "no checkpoint 'missing.pt'"),
     (["teacher", "list", "--dir", "/nonexistent/dir"], "is not a directory"),
     (["teacher"], "required: ACTION"),

@@ -259,7 +259,7 @@ def test_caps_in_load_data(tmp_path: Path) -> None:
 def test_subsets_by_names_indices_and_named_sets(tmp_path: Path) -> None:
     a = make_dataset(tmp_path, dataset="cifar10", n_classes=10, per_class=20, shape=(4, 4, 3))
     full = load_data(dataset="cifar10", data_dir=tmp_path)
-    for spec in [("cat", "dog"), (3, 5), ("cat", 5), "cat,dog"]:
+    for spec in [("cat", "dog"), (3, 5), ("cat", 5), "cat,dog", "3,5", " 3, dog"]:  # indices in a string too
         b = load_data(dataset="cifar10", data_dir=tmp_path, classes=spec)
         assert b.class_indices == (3, 5) and b.class_names == ("cat", "dog") and b.num_classes == 2
         assert b.fingerprint() == load_data(dataset="cifar10", data_dir=tmp_path, classes=(3, 5)).fingerprint()
@@ -526,6 +526,15 @@ def test_bad_config_values(tmp_path: Path) -> None:
         load_data(dataset="cifar10", data_dir=tmp_path, classes=("cat", 3))
     with pytest.raises(DataError, match="classes is empty"):
         load_data(dataset="cifar10", data_dir=tmp_path, classes=())
+    with pytest.raises(DataError, match=r"class index 10 is out of range"):
+        load_data(dataset="cifar10", data_dir=tmp_path, classes="3,10")
+    for bad in (3, 3.5, ("cat", 1.0), ("cat", True)):  # refused when the config is made, before any data is read
+        with pytest.raises(DataError, match="classes must be None, a string or a list of class names or indices"):
+            DataConfig(classes=bad)
+    with pytest.raises(ValueError, match="download must be true or false"):
+        DataConfig(download="yes")
+    with pytest.raises(DataError, match="val_fraction must lie strictly between 0 and 1"):
+        DataConfig(val_split="random", val_fraction="0.1")
     with pytest.raises(DataError, match="val_split 'kfold' is unknown; allowed: every, random"):
         DataConfig(val_split="kfold")
     with pytest.raises(DataError, match="val_every must be an integer >= 2"):

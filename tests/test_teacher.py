@@ -6,12 +6,16 @@ import json
 import shutil
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from ddc_env.arch import build
+from ddc_env.agents.random_search import random_episode
+from ddc_env.arch import Block, Conv, GlobalPool, Linear, NetSpec, build
+from ddc_env.cli import main
 from ddc_env.data import DataConfig
 from ddc_env.models import (CheckpointError, TeacherCheckpoint, TeacherRecipe, find_teacher, lenet5, list_teachers,
                             load_teacher, save_teacher, sidecar_path, teacher_filename, train_teacher)
@@ -202,3 +206,43 @@ def test_atomic_writes_leave_nothing_half_written(tmp_path: Path) -> None:
             raise RuntimeError("crash mid-write")
     assert target.read_bytes() == b"old"
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_a_teacher_of_your_own_architecture_trains_and_runs_in_the_env(data: DataConfig, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """An architecture no zoo builder makes (three convs around a residual block), described with the public IR,
+    trained with ``ddc teacher train --spec`` and given to a DDC id as ``teacher=path``: the env takes the
+    checkpoint's own architecture (no zoo name), and its episodes train real students."""
+    spec = NetSpec((Conv("stem", 8), Conv("down", 16, stride=2), Block("res", 16, 16), Conv("wide", 24),
+                    GlobalPool("gap"), Linear("head", 4)), in_channels=1, input_size=(28, 28), arch="tinyres")
+    spec_file, out = tmp_path / "tinyres.json", tmp_path / "tinyres.pt"
+    spec_file.write_text(spec.to_json())
+    assert main(["teacher", "train", "--spec", str(spec_file), "--dataset", "synth", "--data-dir", data.data_dir,
+                 "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--device", "cpu", "--out", str(out),
+                 "--quiet"]) == 0
+    assert f"saved {out}" in capsys.readouterr().out
+    ckpt = load_teacher(out)
+    assert ckpt.spec == spec and ckpt.meta["model"] == "tinyres" and ckpt.meta["val_acc"] > 0.5
+
+    env = gym.make("DDC-LeNet5-MNIST", teacher=str(out), dataset="synth", data_dir=data.data_dir,
+                   fidelity="smoke", latency="flops", device="cpu")
+    u = env.unwrapped
+    assert u.task.teacher_spec == spec and u.task.facts["model"] == "tinyres"
+    assert {d.unit for d in u.decisions} >= {"down", "res", "wide"}
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        reward, info = random_episode(env, rng)
+        assert info["status"] == "ok" and info["train_seconds"] > 0 and 0.0 < info["param_ratio"] <= 1.0
+        assert info["teacher_val_acc"] == pytest.approx(ckpt.meta["val_acc"], abs=0.02)
+    env.close()
+
+
+def test_train_teacher_takes_a_netspec_that_fits_the_data(data: DataConfig, tmp_path: Path) -> None:
+    spec = NetSpec((Conv("a", 4), GlobalPool("gap"), Linear("fc", 10)), in_channels=1, input_size=(28, 28))
+    with pytest.raises(ValueError, match=r"does not fit synth: num_classes=10 \(the data's: 4\)"):
+        train_teacher(spec, data, FAST, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="model_kwargs only shape a zoo model"):
+        train_teacher(spec, data, FAST, model_kwargs={"stem": "cifar"})
+    fits = NetSpec((Conv("a", 4), GlobalPool("gap"), Linear("fc", 4)), in_channels=1, input_size=(28, 28), arch="mine")
+    ckpt = train_teacher(fits, data, TeacherRecipe(epochs=1, batch_size=64), device="cpu", progress=False)
+    assert ckpt.path.name == f"mine-{fits.hash()[:8]}_synth_seed0.pt" and ckpt.spec == fits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from ..arch import NetSpec
 from ..data import DataConfig
 from ..models.builders import MODELS
 from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
@@ -47,12 +49,20 @@ def _teacher_train(args: argparse.Namespace) -> int:
     recipe = TeacherRecipe(**recipe_kwargs)
     data = DataConfig(args.dataset, data_dir=args.data_dir, download=args.download, classes=args.classes,
                       max_train=args.max_train)
-    ckpt = train_teacher(args.model, data, recipe, device=args.device, out_path=args.out,
-                         progress=not args.quiet)
+    model = args.model if args.spec is None else _read_spec(args.spec)
+    ckpt = train_teacher(model, data, recipe, device=args.device, out_path=args.out, progress=not args.quiet)
     m = ckpt.meta
     print(f"saved {ckpt.path}: val_acc {m['val_acc']:.4f}, test_acc {m['test_acc']:.4f}, "
           f"{m['num_params']:,} params, {m['train_seconds']:.0f} s training")
     return 0
+
+
+def _read_spec(path: str) -> NetSpec:
+    """The architecture in a JSON file written by ``NetSpec.to_json()``."""
+    try:
+        return NetSpec.from_json(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"ddc teacher train: error: --spec {path}: {' '.join(str(e).split())}") from None
 
 
 def _cell(meta: dict[str, Any], key: str) -> str:
@@ -119,8 +129,8 @@ def _teacher_info(args: argparse.Namespace) -> int:
     try:
         ckpt = load_teacher(path)
     except CheckpointError as e:
-        print(f"verification FAILED: {e}")
-        return 1
+        print(f"ddc teacher info: verification FAILED: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     how = "" if "spec" in meta else ", architecture inferred from the weights"
     print(f"verified: sha256 matches the sidecar; weights fit the {ckpt.spec.arch} spec "
           f"({ckpt.meta['num_params']:,} params, {ckpt.spec.num_classes} classes{how})")
@@ -132,16 +142,21 @@ def _add_teacher(commands: argparse._SubParsersAction) -> None:
                                   description="Train, list and inspect teacher checkpoints.")
     actions = teacher.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    train = actions.add_parser("train", help="train a zoo model on a dataset's train split and cache it")
-    train.add_argument("--model", required=True, choices=sorted(MODELS), metavar="MODEL",
+    train = actions.add_parser("train", help="train a zoo model (or an architecture of your own) on a dataset's "
+                                             "train split and cache it")
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", choices=sorted(MODELS), metavar="MODEL",
                        help=f"zoo model: {', '.join(sorted(MODELS))}")
+    which.add_argument("--spec", metavar="SPEC_JSON", help="an architecture of your own: a NetSpec saved with "
+                                                           "spec.to_json() (it must take the dataset's images and "
+                                                           "end in one output per class)")
     train.add_argument("--dataset", required=True,
                        help="cifar10, cifar100, mnist, svhn, or NAME for <data-dir>/NAME_{train,test}.npz")
     train.add_argument("--data-dir", help="directory of the dataset files (default $DDC_DATA_DIR or "
                                           "$DDC_HOME/data)")
     train.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     train.add_argument("--classes", help="class subset: a named set (vehicles, animals, a CIFAR-100 "
-                                         "superclass) or comma-separated class names")
+                                         "superclass) or comma-separated class names or indices")
     train.add_argument("--epochs", type=_positive_int, help="epochs (default 10)")
     train.add_argument("--batch-size", type=_positive_int, help="batch size (default 256)")
     train.add_argument("--lr", type=_positive_float, help="peak OneCycle learning rate (default 0.2)")
@@ -398,8 +413,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
     return value
 
 

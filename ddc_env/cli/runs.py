@@ -67,9 +67,12 @@ def prepare_run_dir(run_dir: Path, *, resume: bool | None = None) -> None:
 
 @contextlib.contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder's lock (created with the folder if missing); a second holder gets RunLockedError."""
+    """Hold the run folder's lock; a second holder gets RunLockedError at once. A folder that was missing is
+    created (with its missing parents), and removed again when the block fails before writing anything into it."""
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = run_dir / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -80,6 +83,13 @@ def locked(run_dir: Path) -> Iterator[None]:
         os.write(fd, str(os.getpid()).encode())
         try:
             yield
+        except BaseException:
+            if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+                lock.unlink()
+                with contextlib.suppress(OSError):  # only empty folders go
+                    for folder in created:
+                        folder.rmdir()
+            raise
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

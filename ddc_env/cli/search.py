@@ -41,7 +41,7 @@ from ..agents import get_agent
 from ..arch import NetSpec
 from ..paths import atomic_write_bytes, atomic_write_text
 from ..store import ResultsStore
-from ..validate import check_int, check_names
+from ..validate import check_int, check_mapping, check_names
 from .config import plain, read_yaml, set_dotted
 from .runs import (BEST_FILE, BEST_SPEC_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CONFIG_FILE, STORE_FILE,
                    SUMMARY_FILE, RunLog, json_default, locked, prepare_run_dir, read_progress)
@@ -67,9 +67,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         for name in ("env_kwargs", "agent_kwargs"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-                raise ValueError(f"{name} must be a mapping of names to values, got {value!r}")
+            check_mapping(getattr(self, name), name)
         for name, low in (("episodes", 1), ("seed", 0), ("n_envs", 1)):
             check_int(getattr(self, name), name, minimum=low)
         if self.init_from is not None:
@@ -177,13 +175,14 @@ def run_search(config: SearchConfig | None, run_dir: str | Path, *, resume: bool
     entry = get_agent(config.agent)
     run = entry.runner(config.n_envs)
 
-    # build one env before writing anything: bad data or teacher paths fail here, an "auto" teacher trains here
-    probe = EnvFactory(config.env_id, {k: v for k, v in env_kwargs.items() if k != "store"})()
-    facts = _env_facts(probe.unwrapped)
-    probe.close()
-    del probe
-
-    with locked(run_dir):
+    with locked(run_dir):  # a second process on this folder fails here, before any work
+        prepare_run_dir(run_dir, resume=resume)  # again, now that no other process can write the folder
+        # build one env before writing anything: bad data or teacher paths fail here (and leave the folder as it
+        # was), an "auto" teacher trains here
+        probe = EnvFactory(config.env_id, {k: v for k, v in env_kwargs.items() if k != "store"})()
+        facts = _env_facts(probe.unwrapped)
+        probe.close()
+        del probe
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
         checkpoint = run_dir / CHECKPOINT_FILE
         resume_agent = resume and _checkpoint_exists(checkpoint)  # else the agent starts afresh (cache hits)

@@ -25,9 +25,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..arch.build import build
+from ..arch.spec import NetSpec
 from ..data import DataBundle, DataConfig, Split, augment, flips, iterate_batches, load_data, normalize
 from ..paths import teachers_dir
-from ..train import OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..train import AMP_MODES, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..validate import check_bool, check_choice, check_int, check_number
 from .builders import MODELS, get_model_spec
 from .checkpoints import CheckpointError, TeacherCheckpoint, read_sidecar, save_teacher
 
@@ -52,13 +54,15 @@ class TeacherRecipe:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1); got {self.label_smoothing!r}")
-        if isinstance(self.crop_pad, bool) or not isinstance(self.crop_pad, int) or self.crop_pad < 0:
-            raise ValueError(f"crop_pad must be a non-negative integer; got {self.crop_pad!r}")
+            check_int(getattr(self, name), name, minimum=1)
+        if not isinstance(self.optim, OptimConfig):
+            raise ValueError(f"optim must be an OptimConfig, got {self.optim!r}")
+        check_number(self.label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        check_int(self.crop_pad, "crop_pad")
+        if self.flip is not None:
+            check_bool(self.flip, "flip")
+        check_choice(self.amp, "amp", AMP_MODES)
+        check_int(self.seed, "seed")
 
     def flips(self, dataset: str) -> bool:
         """Whether horizontal flips are used on ``dataset``."""
@@ -163,27 +167,43 @@ def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecip
     return per_image * len(data.train) * recipe.epochs
 
 
-def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None = None, *,
+def train_teacher(model: str | NetSpec, data_cfg: DataConfig, recipe: TeacherRecipe | None = None, *,
                   model_kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "auto",
                   out_path: str | os.PathLike[str] | None = None, progress: bool = True) -> TeacherCheckpoint:
-    """Train zoo ``model`` on ``data_cfg``'s train split (never val or test), measure val and test accuracy
-    and save the checkpoint to ``out_path`` (default: ``teachers_dir()/teacher_filename(...)``).
+    """Train ``model`` on ``data_cfg``'s train split (never val or test), measure val and test accuracy and save
+    the checkpoint to ``out_path`` (default: ``teachers_dir()/teacher_filename(...)``).
 
-    The spec takes num_classes, in_channels and input_size from the data; ``model_kwargs`` adds others
-    (e.g. ``{"stem": "imagenet"}``).
+    ``model`` is a zoo name, whose spec takes num_classes, in_channels and input_size from the data and
+    ``model_kwargs`` for the others (e.g. ``{"stem": "imagenet"}``); or any :class:`~ddc_env.arch.NetSpec` (an
+    architecture of your own, described with the ``ddc_env.arch`` units), which must take the data's images and
+    end in one output per class. The checkpoint carries the spec, so the env loads it with no zoo name.
     """
     recipe = recipe or TeacherRecipe()
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))}")
+    if isinstance(model, NetSpec):
+        if model_kwargs:
+            raise ValueError("model_kwargs only shape a zoo model; a NetSpec is the whole architecture")
+    elif model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))} (or pass a NetSpec)")
     clash = sorted(set(model_kwargs or {}) & {"num_classes", "in_channels", "input_size"})
     if clash:
         raise ValueError(f"model_kwargs must not set {', '.join(clash)}: they come from the data")
+    if out_path is not None and Path(out_path).is_dir():
+        raise ValueError(f"out_path {out_path} is a directory; give the checkpoint's file name (e.g. teacher.pt)")
     dev = resolve_device(device)
     bundle = load_data(data_cfg)
     from_data = {"num_classes": bundle.num_classes, "in_channels": bundle.in_channels,
                  "input_size": bundle.image_size}
-    kwargs = {**(model_kwargs or {}), **from_data}
-    spec = get_model_spec(model, **kwargs)
+    if isinstance(model, NetSpec):
+        spec, kwargs, name = model, {}, model.arch
+        given = {"num_classes": spec.num_classes, "in_channels": spec.in_channels, "input_size": spec.input_size}
+        wrong = [f"{k}={given[k]!r} (the data's: {v!r})" for k, v in from_data.items() if given[k] != v]
+        if wrong:
+            raise ValueError(f"the {spec.arch} spec does not fit {data_cfg.dataset}: {', '.join(wrong)}")
+        filename = f"{spec.arch}-{spec.hash()[:8]}"  # architectures of one name may differ
+    else:
+        kwargs = {**(model_kwargs or {}), **from_data}
+        spec, name = get_model_spec(model, **kwargs), model
+        filename = model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         net = build(spec)
@@ -198,7 +218,7 @@ def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None
     flip = recipe.flips(data_cfg.dataset)
     epochs = (_epoch(train, recipe, flip, bundle, drop_last, gen) for _ in range(recipe.epochs))
     seen = steps_per_epoch * recipe.batch_size if drop_last else len(train)
-    update, bar = _progress(recipe.epochs * seen, progress, f"teacher {model}/{data_cfg.dataset}", dev)
+    update, bar = _progress(recipe.epochs * seen, progress, f"teacher {name}/{data_cfg.dataset}", dev)
     loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     try:
         result = train_loop(net, epochs, loss, opt, sched, device=dev, precision=precision, progress=update)
@@ -212,7 +232,7 @@ def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None
     val_acc = evaluate_accuracy(net, bundle.val, bundle.mean, bundle.std, device=dev, precision=precision)
     test_acc = evaluate_accuracy(net, bundle.test, bundle.mean, bundle.std, device=dev, precision=precision)
     meta = {
-        "model": model,
+        "model": name,
         "model_kwargs": kwargs,
         "class_names": list(bundle.class_names),
         "class_indices": list(bundle.class_indices),
@@ -230,7 +250,7 @@ def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None
         "train_images_per_second": round(result.images_per_second, 1),
         "final_train_loss": round(result.last_loss, 5),
     }
-    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(model, data_cfg,
+    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(filename, data_cfg,
                                                                                            recipe.seed)
     return save_teacher(net, spec, meta, path)
 
