@@ -317,7 +317,8 @@ def _auto_teacher(config: TaskConfig, data: DataBundle, progress: bool) -> Teach
                             f"({config.dataset}: {key}={from_data[key]!r})")
     seconds = estimate_training_seconds(config.model, data, recipe, model_kwargs=kwargs, device=config.device)
     command = (f"ddc teacher train --model {config.model} --dataset {config.dataset}"
-               + (f" --data-dir {config.data_dir}" if config.data_dir else "") + f" --epochs {recipe.epochs}")
+               + (f" --data-dir {config.data_dir}" if config.data_dir else "")
+               + (f" --max-train {config.max_train}" if config.max_train else "") + f" --epochs {recipe.epochs}")
     if seconds > AUTO_TRAIN_LIMIT_SECONDS and not config.train_teacher:
         raise TaskError(f"no cached {config.model} teacher for {config.dataset} in {teachers_dir()}, and training "
                         f"one ({recipe.epochs} epochs, {len(data.train) * recipe.epochs:,} images) would take about "

@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -75,15 +76,26 @@ def data_key(cfg: DataConfig) -> dict[str, Any]:
     return d
 
 
-def teacher_filename(model: str, cfg: DataConfig, seed: int) -> str:
-    """``<model>_<dataset>[_<classes>][_n<max_train>]_seed<seed>.pt``."""
+def recipe_key(recipe: TeacherRecipe, dataset: str) -> dict[str, Any]:
+    """``recipe`` as a checkpoint's sidecar stores it (``flip`` resolved for ``dataset``), JSON-ready: what
+    :func:`find_teacher` matches and :func:`teacher_filename` hashes."""
+    return json.loads(json.dumps({**dataclasses.asdict(recipe), "flip": recipe.flips(dataset)}))
+
+
+def teacher_filename(model: str, cfg: DataConfig, recipe: TeacherRecipe,
+                     model_kwargs: Mapping[str, Any] | None = None) -> str:
+    """``<model>_<dataset>[_<classes>][_n<max_train>]_e<epochs>_seed<seed>_<hash>.pt``, ``<hash>`` a short hash of
+    the whole recipe and ``model_kwargs``: teachers trained differently never overwrite each other."""
     parts = [model, cfg.dataset]
     if cfg.classes is not None:
         classes = cfg.classes if isinstance(cfg.classes, str) else ",".join(map(str, cfg.classes))
         parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", classes).strip("-"))
     if cfg.max_train is not None:
         parts.append(f"n{cfg.max_train}")
-    return "_".join(parts) + f"_seed{seed}.pt"
+    how = json.dumps({"recipe": recipe_key(recipe, cfg.dataset), "model_kwargs": dict(model_kwargs or {})},
+                     sort_keys=True, default=list)
+    parts += [f"e{recipe.epochs}", f"seed{recipe.seed}", hashlib.sha256(how.encode()).hexdigest()[:8]]
+    return "_".join(parts) + ".pt"
 
 
 @torch.no_grad()
@@ -230,8 +242,8 @@ def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None
         "train_images_per_second": round(result.images_per_second, 1),
         "final_train_loss": round(result.last_loss, 5),
     }
-    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(model, data_cfg,
-                                                                                           recipe.seed)
+    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(model, data_cfg, recipe,
+                                                                                           model_kwargs)
     return save_teacher(net, spec, meta, path)
 
 
@@ -255,8 +267,7 @@ def find_teacher(model: str, data_cfg: DataConfig, seed: int = 0,
     dataset, classes, split and caps; any data_dir) and, when ``recipe`` is given, with exactly that recipe
     (its seed replaces ``seed``); best val_acc first; None when there is none."""
     key = data_key(data_cfg)
-    wanted = None if recipe is None else json.loads(json.dumps(
-        {**dataclasses.asdict(recipe), "flip": recipe.flips(data_cfg.dataset)}))  # stored resolved, as trained
+    wanted = None if recipe is None else recipe_key(recipe, data_cfg.dataset)
     if recipe is not None:
         seed = recipe.seed
 
