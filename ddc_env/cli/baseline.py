@@ -27,7 +27,7 @@ from ..store import ResultsStore
 from ..task import load_task
 from ..validate import check_int, check_names
 from .config import read_yaml, set_dotted
-from .runs import CONFIG_FILE, MODELS_DIR, STORE_FILE, SUMMARY_FILE, locked, prepare_run_dir
+from .runs import CONFIG_FILE, MODELS_DIR, STORE_FILE, SUMMARY_FILE, locked, prepare_run_dir, removed_on_error
 
 __all__ = ["BaselineConfig", "load_baseline_config", "run_baseline"]
 
@@ -90,7 +90,7 @@ def run_baseline(config: BaselineConfig, run_dir: str | Path, *, progress: bool 
     env_config = registration.env_config(config.env_id, config.env_kwargs)
     task = load_task(env_config.task_config(), progress=progress)  # before any file: bad paths fail here
     scorer = make_live_scorer(env_config, task)
-    with locked(run_dir):
+    with removed_on_error(run_dir), locked(run_dir):  # a failed baseline leaves no folder (it cannot resume)
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "kwargs": kwargs},
                                                                 sort_keys=False))
         with ResultsStore(run_dir / STORE_FILE) as store:
