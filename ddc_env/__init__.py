@@ -9,5 +9,5 @@ from .registration import ENV_IDS
 
 guard_forks()  # forked workers (gymnasium's AsyncVectorEnv default) would deadlock in torch's thread pool
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["DDCEnv", "ENV_IDS", "EnvConfig", "__version__"]

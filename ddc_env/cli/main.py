@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from .. import __version__
 from ..data import DataConfig
 from ..models.builders import MODELS
 from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
@@ -414,6 +415,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``ddc`` argument parser with every command of ``COMMANDS``."""
     parser = _Parser(prog="ddc", description="Reinforcement-learning model compression (ddc-env).")
+    parser.add_argument("--version", action="version", version=f"ddc-env {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)
