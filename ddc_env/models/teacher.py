@@ -15,7 +15,6 @@ import math
 import os
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..arch.build import build
+from ..arch.spec import NetSpec
 from ..data import DataBundle, DataConfig, Split, augment, flips, iterate_batches, load_data, normalize
 from ..paths import teachers_dir
 from ..train import OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..userwarn import warn_user
 from .builders import MODELS, get_model_spec
 from .checkpoints import CheckpointError, TeacherCheckpoint, read_sidecar, save_teacher
 
@@ -136,10 +137,40 @@ def _progress(total: int, show: bool, what: str, device: torch.device) -> tuple[
             rate = state["images"] / max(time.perf_counter() - state["t0"], 1e-9)
             eta = total / rate
             if eta > LONG_RUN_SECONDS:
-                warnings.warn(f"{what}: {total:,} images on CPU at about {rate:.0f} img/s will take about "
-                              f"{eta / 60:.0f} min")
+                warn_user(f"{what}: {total:,} images on CPU at about {rate:.0f} img/s will take about "
+                          f"{eta / 60:.0f} min")
 
     return update, bar
+
+
+def _probe_setup(model: str, data: DataBundle, recipe: TeacherRecipe, model_kwargs: Mapping[str, Any] | None,
+                 device: str | torch.device) -> tuple[NetSpec, torch.device, Precision]:
+    """The spec :func:`train_teacher` would build for ``data``, the device and the recipe's precision there."""
+    spec = get_model_spec(model, **{**(model_kwargs or {}), "num_classes": data.num_classes,
+                                    "in_channels": data.in_channels, "input_size": data.image_size})
+    dev = resolve_device(device)
+    return spec, dev, Precision.for_device(dev, recipe.amp)
+
+
+def min_training_seconds(model: str, data: DataBundle, recipe: TeacherRecipe, *,
+                         model_kwargs: Mapping[str, Any] | None = None,
+                         device: str | torch.device = "auto") -> float:
+    """A lower bound of the seconds :func:`train_teacher` would spend, found in well under a second without
+    training: every image's forward and backward FLOPs (3x the forward's) at ``device``'s matrix-multiply peak,
+    measured now in the recipe's precision. No network trains faster than its device multiplies matrices."""
+    spec, dev, precision = _probe_setup(model, data, recipe, model_kwargs, device)
+    n = 1024
+    a = torch.full((n, n), 0.5, device=dev)  # constants: the global RNG stays untouched
+    times = []
+    for _ in range(4):
+        start = time.perf_counter()
+        with precision.autocast(dev):
+            a @ a
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - start)
+    peak = 2 * n**3 / min(times[1:])  # FLOP/s; the first multiply is a warm-up
+    return 3 * spec.flops * len(data.train) * recipe.epochs / peak
 
 
 def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecipe, *,
@@ -147,13 +178,10 @@ def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecip
                               device: str | torch.device = "auto") -> float:
     """Seconds :func:`train_teacher` would spend training ``model`` on ``data`` with ``recipe`` on ``device``,
     extrapolated from a few real training steps (one untimed warm-up step, then ``PROBE_STEPS`` timed ones)."""
-    dev = resolve_device(device)
-    spec = get_model_spec(model, **{**(model_kwargs or {}), "num_classes": data.num_classes,
-                                    "in_channels": data.in_channels, "input_size": data.image_size})
+    spec, dev, precision = _probe_setup(model, data, recipe, model_kwargs, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         net = build(spec)
-    precision = Precision.for_device(dev, recipe.amp)
     net = precision.prepare(net.to(dev)).train()
     batch = min(recipe.batch_size, len(data.train))
     x = normalize(data.train.x[:batch].to(dev), data.mean, data.std)
