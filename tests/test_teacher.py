@@ -14,10 +14,11 @@ import torchvision
 from torch import nn
 
 from ddc_env.arch import build
-from ddc_env.data import DataConfig
+from ddc_env.data import DataConfig, load_data
 from ddc_env.models import (CheckpointError, TeacherCheckpoint, TeacherRecipe, find_teacher, lenet5, list_teachers,
                             load_teacher, save_teacher, sidecar_path, teacher_filename, train_teacher)
 from ddc_env.models import teacher as teacher_module
+from ddc_env.models.teacher import estimate_training_seconds, min_training_seconds
 from ddc_env.paths import atomic_write_bytes, atomic_writer, ddc_home, teachers_dir
 from ddc_env.train import OptimConfig
 from synthetic import write_synthetic_npz
@@ -176,6 +177,13 @@ def test_seeded_training_is_reproducible_and_warns_on_long_runs(data: DataConfig
     assert a.meta["seed"] == 5 and a.path == tmp_path / "a.pt" and sidecar_path(b.path).is_file()
     for key, value in a.net.state_dict().items():
         assert torch.equal(value, b.net.state_dict()[key]), key
+
+
+def test_the_training_time_bound_is_below_the_measured_time(trained: TeacherCheckpoint, data: DataConfig) -> None:
+    bundle = load_data(data)
+    floor = min_training_seconds("lenet5", bundle, FAST, device="cpu")
+    assert 0 < floor < trained.meta["train_seconds"] and floor < estimate_training_seconds("lenet5", bundle, FAST,
+                                                                                           device="cpu")
 
 
 def test_train_teacher_rejects_bad_arguments(data: DataConfig) -> None:
