@@ -1,5 +1,6 @@
-"""Failed commands leave no folder that neither a new run nor ``--resume`` could use: a bad ``--init-from``, a quickstart
-that fails on its first run; what a failed search keeps (anything to resume from) and what it removes."""
+"""Run folders. Failed commands leave no folder that neither a new run nor ``--resume`` could use: a bad
+``--init-from``, a quickstart that fails on its first run; what a failed search keeps (anything to resume from) and
+what it removes. Every agent writes one TensorBoard folder with one scheme of tags."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ddc_env.cli import main
 from ddc_env.cli.runs import removed_on_error
@@ -78,3 +80,18 @@ def test_removed_on_error_keeps_what_was_there_and_what_is_worth_keeping(tmp_pat
     with removed_on_error(tmp_path / "d"):
         (tmp_path / "d").mkdir()
     assert (tmp_path / "d").is_dir()  # success
+
+
+def test_a_custom_agent_writes_one_tensorboard_folder_in_the_sb3_agents_scheme(config, tmp_path, capsys):
+    """Every search logs through the run's SearchLog: one event folder, ``episode/*`` and ``search/*``, the agent's
+    own scalars under ``agent/*`` (tests/test_agents_sb3.py checks the same of the SB3 agents)."""
+    out = tmp_path / "reinforce"
+    assert main(["search", "--config", str(config), "--episodes", "4", "--out", str(out), "--quiet"]) == 0
+    board = out / "tensorboard"
+    assert [p for p in board.iterdir() if p.is_dir()] == [] and len(list(board.glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(board))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {tag.split("/")[0] for tag in tags} == {"episode", "search", "agent"}, tags
+    assert {"episode/reward", "episode/val_acc", "episode/param_ratio", "search/best_reward",
+            "search/cache_hit_rate", "agent/train/loss"} <= tags
