@@ -250,7 +250,8 @@ def _algorithm(algo: str) -> tuple[type[BaseAlgorithm], str]:
         try:
             import sb3_contrib
         except ImportError as e:
-            raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib: pip install ddc-env[contrib]") from e
+            raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib, part of ddc-env's default install: pip "
+                              f"install sb3-contrib") from e
         return getattr(sb3_contrib, name), policy
     return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo], "MlpPolicy"
 

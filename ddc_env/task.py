@@ -49,7 +49,8 @@ class TaskConfig:
     """What defines a task: the teacher (``teacher``: "auto", a checkpoint path or a loaded checkpoint; ``model``,
     ``model_kwargs``, ``teacher_epochs``, ``teacher_recipe`` only shape an "auto" teacher, a checkpoint brings its
     own architecture), the data (``dataset``, ``data_dir``, ``download``: fetch a torchvision dataset that is not
-    on disk, ``classes``, ``max_train``, ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``, ``channel_round``, ``min_channels``).
+    on disk, ``classes``, ``max_train``, ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``,
+    ``channel_round``, ``min_channels``).
     ``train_teacher``: let an "auto" teacher that is not cached train now even when that takes long."""
 
     model: str = "resnet18"
