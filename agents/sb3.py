@@ -245,7 +245,8 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: 
     ckpt = _zip_path(checkpoint) if checkpoint is not None else None
     init = _zip_path(init_from) if init_from is not None else None
     if init is not None and not init.exists():
-        raise FileNotFoundError(f"init_from checkpoint {init} does not exist")
+        raise FileNotFoundError(f"init_from {init_from} is no stable-baselines3 checkpoint ({init} does not exist): "
+                                f"give the agent.ckpt of another {algo} run")
     if n_envs > 1:  # workers share the cores instead of each taking them all
         threads = max(1, (os.cpu_count() or 1) // n_envs)
         vec_env: VecEnv = SubprocVecEnv([functools.partial(_monitored, env_fn, threads)] * n_envs)
@@ -309,7 +310,8 @@ def _algorithm(algo: str) -> tuple[type[BaseAlgorithm], str]:
         try:
             import sb3_contrib
         except ImportError as e:
-            raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib: pip install ddc-env[contrib]") from e
+            raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib, part of ddc-env's default install: pip "
+                              f"install sb3-contrib") from e
         return getattr(sb3_contrib, name), policy
     return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo], "MlpPolicy"
 

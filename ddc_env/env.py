@@ -62,7 +62,7 @@ class EnvConfig:
     teacher: str | os.PathLike[str] | TeacherCheckpoint = "auto"
     dataset: str = "cifar10"
     data_dir: str | None = None
-    download: bool = False
+    download: bool = True
     classes: str | tuple[str | int, ...] | None = None
     max_train: int | None = None
     max_val: int | None = None
@@ -254,7 +254,9 @@ class DDCEnv(gym.Env):
       now when that takes under 5 minutes here, or with ``train_teacher=True``, with ``teacher_epochs`` /
       ``teacher_recipe``), a checkpoint path (it brings its own architecture), or a loaded ``TeacherCheckpoint``.
     - ``dataset``, ``data_dir``, ``download``, ``classes``, ``max_train``, ``max_val``: the data
-      (see :class:`ddc_env.data.DataConfig`); ``classes`` may be a subset of the teacher's classes.
+      (see :class:`ddc_env.data.DataConfig`); ``classes`` may be a subset of the teacher's classes. ``data_dir``
+      defaults to ``$DDC_DATA_DIR``, else ``$DDC_HOME/data``; a torchvision dataset (cifar10, cifar100, mnist,
+      svhn) that is not there is downloaded into it (``download=False`` to refuse).
     - ``fidelity``: how students are trained and measured: "smoke", "zero", "fast", "standard", "n2n_paper",
       "ddc_paper", a dict of overrides ``{"name": "fast", "epochs": 2}`` or a ``Fidelity``.
     - ``reward``: "calibrated" (default), "ddc" (the paper's), "n2n", a dict (``{"name": "budget",

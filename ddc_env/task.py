@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,9 +26,11 @@ from .arch import N2N_WIDTHS, REMOVE, Choice, Decision, Keep, NetSpec, apply_dec
 from .data import DataBundle, DataConfig, load_data
 from .models.builders import MODELS, get_model_spec
 from .models.checkpoints import TeacherCheckpoint, load_teacher
-from .models.teacher import TeacherRecipe, estimate_training_seconds, find_teacher, train_teacher
+from .models.teacher import (TeacherRecipe, estimate_training_seconds, find_teacher, min_training_seconds,
+                             train_teacher)
 from .paths import teachers_dir
 from .train import OptimConfig
+from .userwarn import warn_user
 from .validate import check_bool, check_choice, check_device, check_int, check_names, check_numbers
 
 __all__ = ["Task", "TaskConfig", "TaskError", "load_task"]
@@ -46,8 +47,9 @@ class TaskError(ValueError):
 class TaskConfig:
     """What defines a task: the teacher (``teacher``: "auto", a checkpoint path or a loaded checkpoint; ``model``,
     ``model_kwargs``, ``teacher_epochs``, ``teacher_recipe`` only shape an "auto" teacher, a checkpoint brings its
-    own architecture), the data (``dataset``, ``data_dir``, ``download``, ``classes``, ``max_train``,
-    ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``, ``channel_round``, ``min_channels``).
+    own architecture), the data (``dataset``, ``data_dir``, ``download``: fetch a torchvision dataset that is not
+    on disk, ``classes``, ``max_train``, ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``,
+    ``channel_round``, ``min_channels``).
     ``train_teacher``: let an "auto" teacher that is not cached train now even when that takes long."""
 
     model: str = "resnet18"
@@ -55,7 +57,7 @@ class TaskConfig:
     teacher: str | os.PathLike[str] | TeacherCheckpoint = "auto"
     dataset: str = "cifar10"
     data_dir: str | None = None
-    download: bool = False
+    download: bool = True
     classes: str | tuple[str | int, ...] | None = None
     max_train: int | None = None
     max_val: int | None = None
@@ -319,32 +321,21 @@ def _auto_teacher(config: TaskConfig, data: DataBundle, progress: bool) -> Teach
         if key in kwargs and _as_tuple(kwargs.pop(key)) != _as_tuple(from_data[key]):
             raise TaskError(f"model_kwargs[{key!r}]={config.model_kwargs[key]!r} does not match the data "
                             f"({config.dataset}: {key}={from_data[key]!r})")
-    seconds = estimate_training_seconds(config.model, data, recipe, model_kwargs=kwargs, device=config.device)
     command = (f"ddc teacher train --model {config.model} --dataset {config.dataset}"
-               + (f" --data-dir {config.data_dir}" if config.data_dir else "") + f" --epochs {recipe.epochs}")
-    if seconds > AUTO_TRAIN_LIMIT_SECONDS and not config.train_teacher:
-        raise TaskError(f"no cached {config.model} teacher for {config.dataset} in {teachers_dir()}, and training "
-                        f"one ({recipe.epochs} epochs, {len(data.train) * recipe.epochs:,} images) would take about "
-                        f"{_duration(seconds)} here: run `{command}` first, pass teacher=<checkpoint path>, or "
-                        f"pass train_teacher=True to train it now")
-    warnings.warn(f"no cached {config.model} teacher for {config.dataset} in {teachers_dir()}; training one now "
-                  f"(about {_duration(seconds)} here, measured on a few steps). It is cached for later runs; "
-                  f"`{command}` does the same ahead of time.", UserWarning, stacklevel=_user_stacklevel())
+               + (f" --data-dir {config.data_dir}" if config.data_dir else "")
+               + (f" --max-train {config.max_train}" if config.max_train else "") + f" --epochs {recipe.epochs}")
+    where = f"no cached {config.model} teacher for {config.dataset} in {teachers_dir()}"
+    # the bound takes a moment; the probe trains a few real steps (minutes for a large model on a CPU)
+    for estimate, how in ((min_training_seconds, "at least"), (estimate_training_seconds, "about")):
+        seconds = estimate(config.model, data, recipe, model_kwargs=kwargs, device=config.device)
+        if seconds > AUTO_TRAIN_LIMIT_SECONDS and not config.train_teacher:
+            raise TaskError(f"{where}, and training one ({recipe.epochs} epochs, {len(data.train) * recipe.epochs:,} "
+                            f"images) would take {how} {_duration(seconds)} here: run `{command}` first, pass "
+                            f"teacher=<checkpoint path>, or pass train_teacher=True to train it now")
+    warn_user(f"{where}; training one now (about {_duration(seconds)} here, measured on a few steps). It is cached "
+              f"for later runs; `{command}` does the same ahead of time.")
     return train_teacher(config.model, data_cfg, recipe, model_kwargs=kwargs, device=config.device,
                          progress=progress)
-
-
-def _user_stacklevel() -> int:
-    """The stack level of the first frame outside ddc_env and gymnasium: warnings point at the user's line."""
-    import inspect
-
-    level = 1
-    for frame in inspect.stack()[1:]:
-        level += 1
-        module = frame.frame.f_globals.get("__name__", "")
-        if not (module.startswith("ddc_env") or module.startswith("gymnasium")):
-            return level - 1
-    return level
 
 
 def _student_classes(teacher: TeacherCheckpoint, data: DataBundle) -> tuple[int, ...] | None:

@@ -183,7 +183,7 @@ def test_bad_arguments(make_env, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="dqn needs a Discrete action space.*one_shot"):
         sb3.run(make_env(action_mode="one_shot"), episodes=1, log=RecordingLog(), algo="dqn")
     monkeypatch.setitem(sys.modules, "sb3_contrib", None)
-    with pytest.raises(ImportError, match=r"pip install ddc-env\[contrib\]"):
+    with pytest.raises(ImportError, match=r"needs sb3-contrib.*pip install sb3-contrib"):
         sb3.run(_no_env, episodes=1, log=RecordingLog(), algo="recurrent_ppo")
 
 

@@ -24,15 +24,16 @@ def _train(data_dir: Path, *extra: str) -> int:
 
 def test_teacher_train_list_info(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _train(data_dir) == 0
-    pt = tmp_path / "home" / "teachers" / "lenet5_synth_seed0.pt"
-    assert pt.is_file() and sidecar_path(pt).is_file()
+    [pt] = (tmp_path / "home" / "teachers").glob("lenet5_synth_e2_seed0_*.pt")
+    assert sidecar_path(pt).is_file()
     assert f"saved {pt}: val_acc" in capsys.readouterr().out
 
     assert main(["teacher", "list"]) == 0
     out = capsys.readouterr().out
-    assert "lenet5_synth_seed0.pt" in out and "synth (4 classes)" in out and "61,218" in out
+    assert pt.name in out and "synth (4 classes)" in out and "61,218" in out
+    assert "2 epochs, batch 32, lr 0.05, seed 0" in out  # the recipe
 
-    assert main(["teacher", "info", "lenet5_synth_seed0"]) == 0
+    assert main(["teacher", "info", pt.stem]) == 0
     out = capsys.readouterr().out
     assert "model: lenet5" in out and "val_acc:" in out and "verified: sha256 matches" in out
 

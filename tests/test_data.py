@@ -456,10 +456,11 @@ def test_unknown_dataset_and_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no local files for 'cifar10_jpeg': expected .*cifar10_jpeg_train\.npz"):
         load_data(dataset="cifar10_jpeg", data_dir=tmp_path)
     with pytest.raises(DataError, match=r"data_dir .*missing does not exist; expected cifar10_train\.npz .*"
-                                        r"cifar-10-batches-py.*download=True"):
+                                        r"cifar-10-batches-py.*Ways forward: data_dir=.*download=True.*mnist_sample"):
         load_data(dataset="cifar10", data_dir=tmp_path / "missing")
     with pytest.raises(DataError, match=r"data_dir .*missing does not exist; expected mine_train\.npz and "
-                                        r"mine_test\.npz there$"):
+                                        r"mine_test\.npz in .*missing\. Ways forward: data_dir=<a folder holding "
+                                        r"them> \(or set \$DDC_DATA_DIR\)$"):
         load_data(dataset="mine", data_dir=tmp_path / "missing")
     with pytest.raises(DataError, match=r"data_dir .*mine_train\.npz is a file"):
         load_data(dataset="mine", data_dir=tmp_path / "mine_train.npz")
@@ -471,7 +472,7 @@ def test_unknown_dataset_and_bad_paths(tmp_path: Path) -> None:
 
 
 def test_torchvision_dataset_absent_without_download(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"cifar10: no local files cifar10_train\.npz .*cifar-10-batches-py.*"
+    with pytest.raises(DataError, match=r"cifar10: not in .* expected cifar10_train\.npz .*cifar-10-batches-py.*"
                                         r"download=True"):
         load_data(dataset="cifar10", data_dir=tmp_path)
 

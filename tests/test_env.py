@@ -273,8 +273,8 @@ def test_same_seed_same_rewards(world):
 
 
 def test_class_subset_student_and_auto_teacher(world):
-    env = world.env(teacher="auto", classes=(0, 2))
-    assert env.task.teacher.path == world.teacher.path  # the cached whole-dataset teacher
+    env = world.env(teacher="auto", classes=(0, 2), teacher_recipe={"epochs": 3, "batch_size": 64})
+    assert env.task.teacher.path == world.teacher.path  # the cached whole-dataset teacher of that recipe
     assert env.task.class_indices == (0, 2)
     _, info = play(env, {"fc1": 0.5})
     assert info["status"] == "ok" and info["spec"]["units"][-1]["out_features"] == 2

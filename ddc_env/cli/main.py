@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from .. import __version__
 from ..arch import NetSpec
 from ..data import DataConfig
 from ..models.builders import MODELS
@@ -80,6 +81,9 @@ def _cell(meta: dict[str, Any], key: str) -> str:
             return str(value)
         cap = f", max_train {value['max_train']}" if value.get("max_train") else ""
         return f"{value.get('dataset')} ({len(value.get('classes', []))} classes{cap})"
+    if key == "recipe" and isinstance(value, dict):
+        lr = (value.get("optim") or {}).get("lr")
+        return f"{value.get('epochs')} epochs, batch {value.get('batch_size')}, lr {lr}, seed {value.get('seed')}"
     return str(value)
 
 
@@ -91,8 +95,8 @@ def _teacher_list(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no teachers in {directory}")
         return 0
-    keys = ("model", "data", "val_acc", "test_acc", "num_params", "sha256")
-    header = ("file", "model", "data", "val", "test", "params", "sha256")
+    keys = ("model", "data", "recipe", "val_acc", "test_acc", "num_params", "sha256")
+    header = ("file", "model", "data", "recipe", "val", "test", "params", "sha256")
     rows = [(pt.name, *(("error: " + meta["error"],) if "error" in meta else tuple(_cell(meta, k) for k in keys)))
             for pt, meta in entries]
     widths = [max(len(r[i]) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
@@ -162,7 +166,8 @@ def _add_teacher(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=_positive_float, help="peak OneCycle learning rate (default 0.2)")
     train.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and augmentation")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    train.add_argument("--out", help="checkpoint path (default $DDC_HOME/teachers/<model>_<dataset>..._seedN.pt)")
+    train.add_argument("--out", help="checkpoint path (default $DDC_HOME/teachers/<model>_<dataset>..."
+                                      "_e<epochs>_seed<seed>_<recipe hash>.pt)")
     train.add_argument("--max-train", type=_positive_int, help="cap the train split (class-stratified)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_teacher_train)
@@ -426,6 +431,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``ddc`` argument parser with every command of ``COMMANDS``."""
     parser = _Parser(prog="ddc", description="Reinforcement-learning model compression (ddc-env).")
+    parser.add_argument("--version", action="version", version=f"ddc-env {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)

@@ -15,8 +15,9 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..paths import atomic_write_text
 __all__ = ["BEST_FILE", "BEST_SPEC_FILE", "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "EPISODES_FILE",
            "EPISODE_FIELDS", "EPISODE_SCALARS", "LOCK_FILE", "MODELS_DIR", "PROGRESS_FILE", "RunLockedError",
            "STORE_FILE", "SUMMARY_FILE", "TENSORBOARD_DIR", "RunLog", "SearchLog", "json_default", "locked",
-           "prepare_run_dir", "read_episodes", "read_progress"]
+           "prepare_run_dir", "read_episodes", "read_progress", "removed_on_error"]
 
 CONFIG_FILE = "config.yaml"
 STORE_FILE = "results.sqlite"
@@ -63,6 +64,25 @@ def prepare_run_dir(run_dir: Path, *, resume: bool | None = None) -> None:
     elif run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_FILE for p in run_dir.iterdir())):
         hint = "pass --resume to continue the run in it, or " if resume is False else ""
         raise ValueError(f"the run folder {run_dir} is not empty: {hint}choose another --out")
+
+
+@contextlib.contextmanager
+def removed_on_error(path: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Run the block; when it raises an ``Exception`` and ``keep()`` is false, remove what it created at ``path``:
+    the folder (with the parents made for it) if it did not exist, else the entries it added. So a failed command
+    leaves no folder that neither a new run nor ``--resume`` could use (an interrupt leaves it, to resume)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    before = set(path.iterdir()) if path.is_dir() else set()
+    try:
+        yield
+    except Exception:
+        if not keep():
+            for entry in [missing[-1]] if missing else set(path.iterdir()) - before:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager

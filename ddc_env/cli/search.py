@@ -22,10 +22,12 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import math
+import sqlite3
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,11 +42,12 @@ from .. import registration
 from ..agents import get_agent
 from ..arch import NetSpec
 from ..paths import atomic_write_bytes, atomic_write_text
-from ..store import ResultsStore
+from ..store import ResultsStore, StoreError
 from ..validate import check_int, check_mapping, check_names
 from .config import plain, read_yaml, set_dotted
-from .runs import (BEST_FILE, BEST_SPEC_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CONFIG_FILE, STORE_FILE,
-                   SUMMARY_FILE, RunLog, json_default, locked, prepare_run_dir, read_progress)
+from .runs import (BEST_FILE, BEST_SPEC_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CONFIG_FILE, EPISODES_FILE,
+                   STORE_FILE, SUMMARY_FILE, RunLog, json_default, locked, prepare_run_dir, read_progress,
+                   removed_on_error)
 
 _REQUIRED = ("env_id", "agent")
 
@@ -175,10 +178,11 @@ def run_search(config: SearchConfig | None, run_dir: str | Path, *, resume: bool
     entry = get_agent(config.agent)
     run = entry.runner(config.n_envs)
 
-    with locked(run_dir):  # a second process on this folder fails here, before any work
+    # a new search that fails before it has anything to resume from leaves no folder behind
+    cleanup = contextlib.nullcontext() if resume else removed_on_error(run_dir, keep=lambda: _resumable(run_dir))
+    with cleanup, locked(run_dir):  # a second process on this folder fails here, before any work
         prepare_run_dir(run_dir, resume=resume)  # again, now that no other process can write the folder
-        # build one env before writing anything: bad data or teacher paths fail here (and leave the folder as it
-        # was), an "auto" teacher trains here
+        # build one env before writing anything: bad data or teacher paths fail here, an "auto" teacher trains here
         probe = EnvFactory(config.env_id, {k: v for k, v in env_kwargs.items() if k != "store"})()
         facts = _env_facts(probe.unwrapped)
         probe.close()
@@ -223,6 +227,20 @@ def _resumed_config(run_dir: Path, requested: SearchConfig | None) -> SearchConf
                          f"{', '.join(changed)} differ{'s' if len(changed) == 1 else ''} "
                          f"(start a new run folder for a different config)")
     return dataclasses.replace(saved, episodes=requested.episodes)
+
+
+def _resumable(run_dir: Path) -> bool:
+    """Whether a search folder holds anything ``--resume`` continues from: an agent checkpoint, a logged episode or
+    an evaluation in its results store (an unreadable store counts, to be looked at rather than deleted)."""
+    if _checkpoint_exists(run_dir / CHECKPOINT_FILE) or (run_dir / EPISODES_FILE).is_file():
+        return True
+    if not (run_dir / STORE_FILE).is_file():
+        return False
+    try:
+        with ResultsStore(run_dir / STORE_FILE) as store:
+            return store.count() > 0
+    except (StoreError, sqlite3.Error):
+        return True
 
 
 def _checkpoint_exists(path: Path) -> bool:

@@ -9,12 +9,12 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..arch.spec import NetSpec
 from ..data import DataBundle, DataConfig, Split, augment, flips, iterate_batches, load_data, normalize
 from ..paths import teachers_dir
 from ..train import AMP_MODES, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..userwarn import warn_user
 from ..validate import check_bool, check_choice, check_int, check_number
 from .builders import MODELS, get_model_spec
 from .checkpoints import CheckpointError, TeacherCheckpoint, read_sidecar, save_teacher
@@ -79,15 +80,26 @@ def data_key(cfg: DataConfig) -> dict[str, Any]:
     return d
 
 
-def teacher_filename(model: str, cfg: DataConfig, seed: int) -> str:
-    """``<model>_<dataset>[_<classes>][_n<max_train>]_seed<seed>.pt``."""
+def recipe_key(recipe: TeacherRecipe, dataset: str) -> dict[str, Any]:
+    """``recipe`` as a checkpoint's sidecar stores it (``flip`` resolved for ``dataset``), JSON-ready: what
+    :func:`find_teacher` matches and :func:`teacher_filename` hashes."""
+    return json.loads(json.dumps({**dataclasses.asdict(recipe), "flip": recipe.flips(dataset)}))
+
+
+def teacher_filename(model: str, cfg: DataConfig, recipe: TeacherRecipe,
+                     model_kwargs: Mapping[str, Any] | None = None) -> str:
+    """``<model>_<dataset>[_<classes>][_n<max_train>]_e<epochs>_seed<seed>_<hash>.pt``, ``<hash>`` a short hash of
+    the whole recipe and ``model_kwargs``: teachers trained differently never overwrite each other."""
     parts = [model, cfg.dataset]
     if cfg.classes is not None:
         classes = cfg.classes if isinstance(cfg.classes, str) else ",".join(map(str, cfg.classes))
         parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", classes).strip("-"))
     if cfg.max_train is not None:
         parts.append(f"n{cfg.max_train}")
-    return "_".join(parts) + f"_seed{seed}.pt"
+    how = json.dumps({"recipe": recipe_key(recipe, cfg.dataset), "model_kwargs": dict(model_kwargs or {})},
+                     sort_keys=True, default=list)
+    parts += [f"e{recipe.epochs}", f"seed{recipe.seed}", hashlib.sha256(how.encode()).hexdigest()[:8]]
+    return "_".join(parts) + ".pt"
 
 
 @torch.no_grad()
@@ -128,10 +140,40 @@ def _progress(total: int, show: bool, what: str, device: torch.device) -> tuple[
             rate = state["images"] / max(time.perf_counter() - state["t0"], 1e-9)
             eta = total / rate
             if eta > LONG_RUN_SECONDS:
-                warnings.warn(f"{what}: {total:,} images on CPU at about {rate:.0f} img/s will take about "
-                              f"{eta / 60:.0f} min")
+                warn_user(f"{what}: {total:,} images on CPU at about {rate:.0f} img/s will take about "
+                          f"{eta / 60:.0f} min")
 
     return update, bar
+
+
+def _probe_setup(model: str, data: DataBundle, recipe: TeacherRecipe, model_kwargs: Mapping[str, Any] | None,
+                 device: str | torch.device) -> tuple[NetSpec, torch.device, Precision]:
+    """The spec :func:`train_teacher` would build for ``data``, the device and the recipe's precision there."""
+    spec = get_model_spec(model, **{**(model_kwargs or {}), "num_classes": data.num_classes,
+                                    "in_channels": data.in_channels, "input_size": data.image_size})
+    dev = resolve_device(device)
+    return spec, dev, Precision.for_device(dev, recipe.amp)
+
+
+def min_training_seconds(model: str, data: DataBundle, recipe: TeacherRecipe, *,
+                         model_kwargs: Mapping[str, Any] | None = None,
+                         device: str | torch.device = "auto") -> float:
+    """A lower bound of the seconds :func:`train_teacher` would spend, found in well under a second without
+    training: every image's forward and backward FLOPs (3x the forward's) at ``device``'s matrix-multiply peak,
+    measured now in the recipe's precision. No network trains faster than its device multiplies matrices."""
+    spec, dev, precision = _probe_setup(model, data, recipe, model_kwargs, device)
+    n = 1024
+    a = torch.full((n, n), 0.5, device=dev)  # constants: the global RNG stays untouched
+    times = []
+    for _ in range(4):
+        start = time.perf_counter()
+        with precision.autocast(dev):
+            a @ a
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - start)
+    peak = 2 * n**3 / min(times[1:])  # FLOP/s; the first multiply is a warm-up
+    return 3 * spec.flops * len(data.train) * recipe.epochs / peak
 
 
 def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecipe, *,
@@ -139,13 +181,10 @@ def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecip
                               device: str | torch.device = "auto") -> float:
     """Seconds :func:`train_teacher` would spend training ``model`` on ``data`` with ``recipe`` on ``device``,
     extrapolated from a few real training steps (one untimed warm-up step, then ``PROBE_STEPS`` timed ones)."""
-    dev = resolve_device(device)
-    spec = get_model_spec(model, **{**(model_kwargs or {}), "num_classes": data.num_classes,
-                                    "in_channels": data.in_channels, "input_size": data.image_size})
+    spec, dev, precision = _probe_setup(model, data, recipe, model_kwargs, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         net = build(spec)
-    precision = Precision.for_device(dev, recipe.amp)
     net = precision.prepare(net.to(dev)).train()
     batch = min(recipe.batch_size, len(data.train))
     x = normalize(data.train.x[:batch].to(dev), data.mean, data.std)
@@ -250,8 +289,8 @@ def train_teacher(model: str | NetSpec, data_cfg: DataConfig, recipe: TeacherRec
         "train_images_per_second": round(result.images_per_second, 1),
         "final_train_loss": round(result.last_loss, 5),
     }
-    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(filename, data_cfg,
-                                                                                           recipe.seed)
+    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(filename, data_cfg, recipe,
+                                                                                           model_kwargs)
     return save_teacher(net, spec, meta, path)
 
 
@@ -275,8 +314,7 @@ def find_teacher(model: str, data_cfg: DataConfig, seed: int = 0,
     dataset, classes, split and caps; any data_dir) and, when ``recipe`` is given, with exactly that recipe
     (its seed replaces ``seed``); best val_acc first; None when there is none."""
     key = data_key(data_cfg)
-    wanted = None if recipe is None else json.loads(json.dumps(
-        {**dataclasses.asdict(recipe), "flip": recipe.flips(data_cfg.dataset)}))  # stored resolved, as trained
+    wanted = None if recipe is None else recipe_key(recipe, data_cfg.dataset)
     if recipe is not None:
         seed = recipe.seed
 
