@@ -169,6 +169,7 @@ def test_search_with_the_ray_backend_records_it_and_resumes_on_another(pool, tmp
                                 "gpus_per_worker": 0.0}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scorer"]["backend"] == "RayScorer" and summary["scorer"]["ray"]["workers"] == 1
+    assert summary["teacher"]["path"] == str(synth_teacher.path)  # from the workers: the driver loads no teacher
     assert summary["episodes"] >= 4 and summary["evaluations"] == ResultsStore(out / "results.sqlite").count()
     assert (out / "best_student.pt").is_file()
     deadline = time.monotonic() + 60  # the search's pool is gone (its CPU comes back), the module's still runs

@@ -3,7 +3,8 @@
 
 A run folder holds:
 
-- ``config.yaml``: the resolved :class:`SearchConfig` (agent defaults filled in, the store forced to this folder)
+- ``config.yaml``: the resolved :class:`SearchConfig` (agent defaults filled in, the store forced to this folder,
+  the backend the students are evaluated on: ``--resume`` uses it again unless told another)
 - ``results.sqlite``: the results store, every evaluation of the run (the reward cache and the resume point)
 - ``tensorboard/``: per-episode and search scalars; ``best.json``: the best episode so far
 - ``episodes.jsonl``: one JSON line per finished episode (reward, status, cache hit, accuracy, ratios, size,
@@ -270,6 +271,9 @@ def _env_facts(env: Any) -> dict[str, Any]:
         if task.teacher is not None:
             facts["teacher"] = {"path": str(task.teacher.path), "sha256": task.teacher.meta.get("sha256"),
                                 "model": task.teacher.meta.get("model"), "val_acc": task.teacher.meta.get("val_acc")}
+        elif "teacher_path" in task.facts:  # a shared backend's task: its workers hold the teacher
+            facts["teacher"] = {"path": task.facts["teacher_path"], "sha256": task.teacher_id,
+                                "model": task.facts.get("model"), "val_acc": task.facts.get("teacher_sidecar_val_acc")}
     scorer = getattr(env, "scorer", None)
     if scorer is not None:
         facts["scorer"] = scorer.describe()

@@ -5,7 +5,7 @@ terminal ``info``): validation accuracy, params, FLOPs, size, latency, their rat
 the evaluation took. Backends: live KD training (:class:`~ddc_env.scoring.live.LiveScorer`), a caching wrapper over
 the SQLite results store (:class:`~ddc_env.scoring.cached.CachedScorer`), a benchmark table
 (:class:`~ddc_env.scoring.table.TableScorer`), a surrogate model (:class:`~ddc_env.scoring.surrogate.SurrogateScorer`)
-and a pool of Ray actors. The env knows nothing of how a record is made.
+and a pool of Ray actors (:class:`~ddc_env.scoring.ray.RayScorer`). The env knows nothing of how a record is made.
 
 Scoring is synchronous (:meth:`Scorer.score`) or asynchronous (:meth:`Scorer.submit` returns a
 ``concurrent.futures.Future``; collect a batch with ``concurrent.futures.as_completed`` or :meth:`Scorer.score_many`).
