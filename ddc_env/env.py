@@ -246,7 +246,8 @@ class DDCEnv(gym.Env):
 
     ``DDCEnv(config: EnvConfig | None = None, *, scorer: Scorer | None = None, **overrides)``, e.g.
     ``gym.make("DDC-ResNet18-CIFAR10", fidelity="zero")``; an unknown argument raises a ValueError listing the
-    allowed ones. ``scorer`` replaces the default live scorer (its task replaces the task arguments).
+    allowed ones. ``scorer`` replaces the default live scorer (its task replaces the task arguments), e.g.
+    ``CachedScorer(RayScorer(...), store)`` to evaluate on a Ray pool (:mod:`ddc_env.scoring.ray`).
 
     - ``model``: the zoo architecture of the teacher (``ddc_env.models.MODELS``); ``model_kwargs`` (e.g.
       ``{"stem": "imagenet"}``) complete it for an "auto" teacher (a checkpoint brings its own architecture).
