@@ -157,10 +157,10 @@ def _search_config(tmp_path: Path, synth_teacher, synth_dir) -> Path:
     return path
 
 
-def test_search_with_the_ray_backend_records_it_and_resumes_on_another(pool, tmp_path, synth_teacher, synth_dir,
-                                                                          capsys):
+def test_search_with_the_ray_backend_records_it(pool, tmp_path, synth_teacher, synth_dir, capsys):
     """PPO on two subprocess envs sharing one pool (started by the search on the free CPU); config and summary
-    record the backend; the best student's weights come from a worker; a resume may switch to the local one."""
+    record the backend (tests/test_search.py resumes a run on another backend); the best student's weights come
+    from a worker."""
     config, out = _search_config(tmp_path, synth_teacher, synth_dir), tmp_path / "run"
     assert main(["search", "--config", str(config), "--out", str(out), "--quiet", "--backend", "ray", "--workers",
                  "1", "--cpus-per-worker", "1"]) == 0
@@ -176,10 +176,6 @@ def test_search_with_the_ray_backend_records_it_and_resumes_on_another(pool, tmp
     while ray.available_resources().get("CPU") != 1.0:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-
-    assert main(["search", "--resume", "--out", str(out), "--episodes", "6", "--quiet", "--backend", "local"]) == 0
-    resumed = json.loads((out / "summary.json").read_text())
-    assert resumed["config"]["backend"]["name"] == "local" and resumed["scorer"]["backend"] == "LiveScorer"
     capsys.readouterr()
 
 

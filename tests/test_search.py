@@ -252,6 +252,23 @@ def test_backend_options_from_config_and_flags(tmp_path, synth_teacher, synth_di
         load_config(_write_config(tmp_path, synth_teacher, synth_dir, backend={"name": "dask"}))
 
 
+def test_resume_may_change_the_backend(tmp_path, synth_teacher, synth_dir, capsys):
+    """A run recorded with the Ray backend continues on this machine with --backend local (records do not depend
+    on where they were computed); config.yaml then records the local backend."""
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(_write_config(tmp_path, synth_teacher, synth_dir)), "--out", str(out),
+                 "--episodes", "1", "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    saved["backend"] = {"name": "ray", "address": "head:6379", "workers": 4}  # as a Ray run would have it
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert read_run_config(out).backend["address"] == "head:6379"
+    assert main(["search", "--resume", "--out", str(out), "--episodes", "2", "--backend", "local", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 2 and summary["config"]["backend"]["name"] == "local"
+    assert summary["scorer"]["backend"] == "LiveScorer" and read_run_config(out).backend["name"] == "local"
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["search", "--agent", "random"], "the following arguments are required: --config"),
     (["search", "--resume"], "--resume needs --out RUN_DIR"),
