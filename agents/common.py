@@ -1,12 +1,14 @@
-"""Machinery every agent shares: the log protocol agents report episodes to, the layer-table features controllers
-read, hyperparameter parsing and atomic agent checkpoints. Agents act through the Gymnasium API only."""
+"""Machinery every agent shares: the log protocol agents report episodes to, concurrent play of a batch of
+independent episodes, the layer-table features controllers read, hyperparameter parsing and atomic agent checkpoints.
+Agents act through the Gymnasium API only."""
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -24,6 +26,61 @@ class EpisodeLog(Protocol):
     def record(self, reward: float, info: Mapping[str, Any]) -> None: ...
 
     def scalar(self, name: str, value: float, step: int | None = None) -> None: ...
+
+
+E = TypeVar("E")
+
+
+def play_episodes(env: gym.Env, n: int, play: Callable[[gym.Env], E], *, concurrent: bool | None = None
+                  ) -> list[E]:
+    """``n`` episodes of ``play(env)`` (one whole episode per call, returning a dataclass with ``reward`` and
+    ``info`` fields), in order, with the students of all ``n`` scored concurrently when the env's scorer is a
+    parallel backend (``concurrent=None``: ask ``env.unwrapped.scorer``).
+
+    Concurrent play: each episode is played up to its last step, whose student is handed to the scorer at once
+    (``env.unwrapped.prefetch``) instead of being waited for; then the episodes are replayed in order, each
+    terminal step taking its prefetched record. Students, actions, rewards and infos are exactly those of playing
+    the episodes one after another, so ``play`` must not act on the terminal reward or info (they are filled in
+    afterwards) and must draw its randomness from its own generator, not from the env."""
+    concurrent = getattr(getattr(env.unwrapped, "scorer", None), "concurrent", False) if concurrent is None else (
+        concurrent)
+    if not concurrent or n < 2:
+        return [play(env) for _ in range(n)]
+    planner = _Planner(env)
+    planned = [play(planner) for _ in range(n)]
+    played = []
+    for episode, actions in zip(planned, planner.actions):
+        env.reset()
+        for action in actions:
+            _, reward, terminated, truncated, info = env.step(action)
+        if not (terminated or truncated):
+            raise RuntimeError("a replayed episode did not end on its last action: the env is not deterministic "
+                               "given the actions")
+        played.append(dataclasses.replace(episode, reward=float(reward), info=info))
+    return played
+
+
+class _Planner(gym.Wrapper):
+    """The env as :func:`play_episodes` plays it first: a step that would end the episode is not taken; its student
+    is prefetched and the episode ends with a placeholder reward of 0. Every episode's actions are kept."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.actions: list[list[Any]] = []
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self.actions.append([])
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        self.actions[-1].append(action)
+        ends, choices = self.env.unwrapped.peek_step(action)
+        if not ends:
+            return self.env.step(action)
+        if choices is not None:
+            self.env.unwrapped.prefetch(choices)
+        space = self.observation_space
+        return np.zeros(space.shape, space.dtype), 0.0, True, False, {}
 
 
 def layer_features(layer_table: list[dict[str, Any]]) -> torch.Tensor:

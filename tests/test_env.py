@@ -325,6 +325,50 @@ def test_masked_action_takes_the_nearest_allowed_one_by_default(world):
     assert info["choices"]["conv1"] == 0.25 and info["choices"]["fc2"] == 0.0
 
 
+@pytest.mark.parametrize("overrides", [{"stages": "two_stage"}, {"stages": "two_stage", "width_choices": (1.0,)},
+                                       {"stages": "joint", "masked_action": "penalty"},
+                                       {"action_mode": "one_shot", "masked_action": "penalty"}])
+def test_peek_step_foresees_the_step_and_prefetch_serves_it(world, overrides, monkeypatch):
+    """peek_step says whether a step ends the episode and on which student (any action, masked ones too);
+    a prefetched student is the record of the episode that ends on it (scored once, not a cache hit)."""
+    env = world.env(**overrides)
+    calls = []
+
+    def evaluate(spec):
+        calls.append(spec.hash())
+        return {"status": "ok", "spec_hash": spec.hash(), "eval_seconds": 1.0}
+
+    monkeypatch.setattr(env.scorer.inner, "evaluate", evaluate)
+    env.reward_fn = lambda record: 0.0
+    rng = np.random.default_rng(0)
+    one_shot = isinstance(env.action_space, gym.spaces.MultiDiscrete)
+    seen: set[str] = set()
+    for episode in range(20):
+        env.reset()
+        while True:
+            if one_shot:
+                action = rng.integers(0, len(env.action_choices), len(env.decisions))
+            else:
+                mask = env.action_masks()
+                action = int(rng.choice(np.flatnonzero(mask) if rng.random() < 0.9 else len(mask)))
+            ends, choices = env.peek_step(action)
+            if ends and choices is not None and episode % 2:
+                env.prefetch(choices)
+            _, _, terminated, _, info = env.step(action)
+            assert terminated == ends
+            if terminated:
+                break
+        if info["status"] == "invalid":
+            assert choices is None
+        else:
+            assert env.task.student_spec(choices).hash() == info["spec_hash"] in calls
+            assert info["cache_hit"] is (info["spec_hash"] in seen)
+            seen.add(info["spec_hash"])
+    assert len(calls) == len(set(calls)) == len(seen)  # a prefetched student was scored once, for its episode
+    with pytest.raises(RuntimeError, match="the episode is over"):
+        env.peek_step(0 if not one_shot else np.zeros(len(env.decisions), dtype=int))
+
+
 @pytest.mark.parametrize("action", [8, -1, 1.5, "remove", np.array([1])])
 def test_out_of_space_action_raises(world, action):
     env = world.env()

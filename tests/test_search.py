@@ -285,9 +285,50 @@ def test_resume_refuses_a_changed_config(tmp_path, synth_teacher, synth_dir, cap
     assert main(["search", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["search", "--resume", "--out", str(out), "--set", "env_kwargs.fidelity=zero", "--quiet"]) == 2
-    assert "only episodes may change, but env_kwargs differs" in capsys.readouterr().err
+    assert "only episodes and the backend may change, but env_kwargs differs" in capsys.readouterr().err
     # the same command line again with --resume is fine (nothing left to do)
     assert main(["search", "--config", str(config), "--out", str(out), "--resume", "--quiet"]) == 0
+
+
+def test_backend_options_from_config_and_flags(tmp_path, synth_teacher, synth_dir):
+    """A config's backend (default local) under the command-line flags; bad options name what is allowed."""
+    import argparse
+
+    from ddc_env.cli.backend import BackendOptions, add_backend_arguments, backend_options
+
+    config = load_config(_write_config(tmp_path, synth_teacher, synth_dir))
+    assert config.backend == BackendOptions().to_dict() and config.backend["name"] == "local"
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    ray_config = {"name": "ray", "address": "head:6379", "workers": 8}
+    assert backend_options(parser.parse_args(["--workers", "2"]), ray_config) == BackendOptions(
+        "ray", "head:6379", 2)  # a flag changes one option of the saved backend
+    assert backend_options(parser.parse_args(["--backend", "local"]), ray_config) == BackendOptions()
+    for data, message in (({"name": "dask"}, "unknown backend 'dask'"),
+                          ({"name": "ray", "nodes": 2}, r"unknown backend key\(s\) \['nodes'\]"),
+                          ({"workers": 2}, "--workers only apply to the ray backend"),
+                          ({"name": "ray", "gpus_per_worker": -1}, "gpus_per_worker must be")):
+        with pytest.raises(ValueError, match=message):
+            BackendOptions.from_dict(data)
+    with pytest.raises(ValueError, match=r"unknown backend 'dask'; allowed: \['local', 'ray'\]"):
+        load_config(_write_config(tmp_path, synth_teacher, synth_dir, backend={"name": "dask"}))
+
+
+def test_resume_may_change_the_backend(tmp_path, synth_teacher, synth_dir, capsys):
+    """A run recorded with the Ray backend continues on this machine with --backend local (records do not depend
+    on where they were computed); config.yaml then records the local backend."""
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(_write_config(tmp_path, synth_teacher, synth_dir)), "--out", str(out),
+                 "--episodes", "1", "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    saved["backend"] = {"name": "ray", "address": "head:6379", "workers": 4}  # as a Ray run would have it
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert read_run_config(out).backend["address"] == "head:6379"
+    assert main(["search", "--resume", "--out", str(out), "--episodes", "2", "--backend", "local", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 2 and summary["config"]["backend"]["name"] == "local"
+    assert summary["scorer"]["backend"] == "LiveScorer" and read_run_config(out).backend["name"] == "local"
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -221,6 +221,7 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from ..agents import AGENTS
+    from .backend import backend_given, backend_options
     from .search import load_config, read_run_config, run_search
 
     if args.resume and args.out is None:
@@ -243,6 +244,12 @@ def _search(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     if args.init_from is not None:
         config = dataclasses.replace(config, init_from=str(Path(args.init_from).resolve()))
+    if backend_given(args):
+        config = config or read_run_config(args.out)
+        try:
+            config = dataclasses.replace(config, backend=backend_options(args, config.backend).to_dict())
+        except ValueError as e:
+            raise UsageError(f"ddc search: error: {e}") from None
     out = Path(args.out) if args.out else (
         Path("runs") / f"{Path(args.config).stem}-{config.agent}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -272,6 +279,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _add_search(commands: argparse._SubParsersAction) -> None:
     from ..agents import AGENTS
+    from .backend import add_backend_arguments
 
     p = commands.add_parser(
         "search", help="run a search agent on a DDC env from a YAML config",
@@ -291,6 +299,7 @@ def _add_search(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", metavar="CKPT", help="start the controller from another run's agent.ckpt "
                                                        "(policy transfer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_arguments(p)
     p.set_defaults(func=_search)
 
 
