@@ -473,7 +473,7 @@ def test_registered_ids(world):
              "DDC-ResNet18-CIFAR100", "DDC-LeNet5-MNIST", "DDC-VGG11-MNIST", "DDC-ResNet18-CIFAR10-Vehicles",
              "DDC-ResNet18-CIFAR10-Animals"}
     assert set(registration.LIVE_IDS) == {f"{name}-v0" for name in names}
-    assert "DDC-Bench-LeNet5-MNIST-v0" in registration.BENCH_IDS
+    assert set(registration.BENCH_IDS) == {"DDC-Bench-LeNet5-MNIST-v0", "DDC-Bench-ResNet18-CIFAR10-v0"}
     for env_id in registration.BENCH_IDS:
         assert gym.registry[env_id].entry_point == "ddc_env.twins:DDCBenchEnv"
     for env_id in registration.LIVE_IDS:
