@@ -24,8 +24,8 @@ import random
 import shutil
 import time
 import multiprocessing as mp
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from .distill import Fidelity, make_fidelity
 from .latency import LatencyModel, LatencyProtocol
 from .models.checkpoints import sidecar_path
 from .paths import atomic_writer
-from .scoring import CachedScorer, LiveScorer
+from .scoring import CachedScorer, LiveScorer, Scorer
 from .store import ResultsStore
 from .task import Task, TaskConfig, load_task, width_of
 from .validate import check_int
@@ -285,11 +285,16 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
                 Sequence[tuple[dict[str, Any], NetSpec]]], out: str | os.PathLike[str], *, store: str | os.PathLike[str],
                 protocol: LatencyProtocol, threads: int = 1, workers: int = 1, device: str = "cpu",
                 meta: Mapping[str, Any] | None = None, ship_teacher: bool = False,
-                progress: bool = True) -> BenchTable:
+                pool: Callable[[Fidelity], Scorer] | None = None, progress: bool = True) -> BenchTable:
     """Score ``students[fidelity]`` at each fidelity (a preset name) and training seed of ``fidelities``
     (``{"fast": [0, 1]}``) with the live scorer, through the results store ``store`` (the resume point), with
     ``workers`` processes of ``threads`` torch threads each; then write the table to ``out``. ``ship_teacher``
-    copies the teacher checkpoint beside the table (``<out stem>.teacher.pt``), for small teachers."""
+    copies the teacher checkpoint beside the table (``<out stem>.teacher.pt``), for small teachers.
+
+    ``pool(fidelity)``, when given, makes an asynchronous scorer of the same scoring key (e.g. a
+    :class:`~ddc_env.scoring.ray.RayScorer` with this ``protocol`` and ``threads``) that scores instead of the
+    processes; this process alone writes its records to the store, and stops each pool (``shutdown`` or
+    ``close``) when its fidelity is done."""
     from tqdm.auto import tqdm
 
     task = load_task(task_config, progress=progress)
@@ -304,7 +309,12 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
     start = time.perf_counter()
     with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"table {name}", unit="student",
               disable=not progress) as bar:
-        if workers <= 1:
+        if pool is not None:
+            for label, fidelity in labelled:
+                specs = [task.student_spec(choices) for lab, choices in todo if lab == label]
+                if specs:
+                    _score_on_pool(pool(fidelity), specs, job, bar)
+        elif workers <= 1:
             for label, choices in todo:
                 scorers[label].score(task.student_spec(choices))
                 bar.update()
@@ -341,6 +351,17 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
         shutil.copyfile(teacher.path, target)
         shutil.copyfile(sidecar_path(teacher.path), sidecar_path(target))
     return table
+
+
+def _score_on_pool(scorer: Scorer, specs: Sequence[NetSpec], job: _Job, bar: Any) -> None:
+    """Score ``specs`` on an asynchronous scorer, each record written to the job's store as it arrives."""
+    cached = CachedScorer(scorer, ResultsStore(job.store), run=job.run, method="table")
+    try:
+        for future in as_completed([cached.submit(spec) for spec in specs]):
+            future.result()
+            bar.update()
+    finally:
+        getattr(scorer, "shutdown", scorer.close)()
 
 
 def students_for(task: Task, spec: str, seed: int = 0) -> list[tuple[dict[str, Any], NetSpec]]:

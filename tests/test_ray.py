@@ -30,6 +30,7 @@ from ddc_env.cli.runs import SearchLog  # noqa: E402
 from ddc_env.scoring import CachedScorer, LiveScorer  # noqa: E402
 from ddc_env.scoring.ray import RayScorer  # noqa: E402
 from ddc_env.store import ResultsStore  # noqa: E402
+from ddc_env.tables import BenchTable  # noqa: E402
 from ddc_env.task import TaskConfig, load_task  # noqa: E402
 
 FIDELITY = {"name": "smoke", "epochs": 6}  # about half a second per student here
@@ -210,3 +211,21 @@ def test_a_lost_pool_is_a_clear_error(pool, tmp_path):
     with pytest.raises(RuntimeError, match=rf"no Ray pool {pool.pool} at {pool.address}"):
         pickle.loads(pickle.dumps(pool)).score(spec)
     assert store.count() == 1
+
+
+def test_table_build_on_the_pool_equals_the_local_build(cluster, tmp_path, synth_teacher, synth_dir, capsys):
+    """``ddc table build --backend ray``: the driver writes every record the workers return; the table's rows are
+    those of a build by this process's own scorers (same accuracy, costs and latency-table time)."""
+    env = ["--env", "DDC-LeNet5-MNIST", "--set", f"teacher={synth_teacher.path}", "dataset=synth",
+           f"data_dir={synth_dir}", "channel_round=2", "min_channels=2", "device=cpu", "--fidelity", "zero=4",
+           "--quiet"]
+    tables = {}
+    for name, backend in (("ray", ["--backend", "ray", "--workers", "2", "--cpus-per-worker", "0.5"]), ("local", [])):
+        out, store = tmp_path / f"{name}.json.gz", tmp_path / f"{name}.sqlite"
+        assert main(["table", "build", "synth", *env, "--out", str(out), "--store", str(store), *backend]) == 0
+        tables[name] = BenchTable.load(out)
+        assert ResultsStore(store).count() == 4  # the driver wrote each student once
+    capsys.readouterr()
+    fields = ("spec_hash", "status", "val_acc", "params", "flops", "size_bytes", "latency_ms")
+    assert [[row[k] for k in fields] for row in tables["ray"].rows] == \
+        [[row[k] for k in fields] for row in tables["local"].rows]

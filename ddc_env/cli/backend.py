@@ -27,7 +27,7 @@ from ..env import EnvConfig, make_live_scorer
 from ..scoring import Scorer
 from ..task import Task, load_task
 from ..validate import check_choice, check_int, check_names, check_number
-from .main import _positive_float, _positive_int
+from .argtypes import positive_float, positive_int
 
 __all__ = ["BACKENDS", "BackendOptions", "add_backend_arguments", "backend_given", "backend_options",
            "make_backend_scorer", "open_backend"]
@@ -83,18 +83,20 @@ class BackendOptions:
         return cls(**data)
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--backend``, ``--address``, ``--workers``, ``--cpus-per-worker`` and ``--gpus-per-worker`` (all
-    defaulting to None: "not given", see :func:`backend_options`)."""
+def add_backend_arguments(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
+    """Add ``--backend``, ``--address``, ``--workers`` (unless ``workers`` is false: the command has its own),
+    ``--cpus-per-worker`` and ``--gpus-per-worker`` (all defaulting to None: "not given", see
+    :func:`backend_options`)."""
     group = parser.add_argument_group("where students are evaluated")
     group.add_argument("--backend", choices=BACKENDS,
                        help="local (default): this machine's processes train the students; ray: a pool of Ray "
                             "actors shared by every env of the run")
     group.add_argument("--address", help="Ray cluster address (host:6379 from `ray start --head`, or auto); "
                                          "default: start a local Ray instance")
-    group.add_argument("--workers", type=_positive_int, metavar="N",
-                       help="Ray workers (default: as many as the free CPUs/GPUs hold)")
-    group.add_argument("--cpus-per-worker", type=_positive_float, metavar="F",
+    if workers:
+        group.add_argument("--workers", type=positive_int, metavar="N",
+                           help="Ray workers (default: as many as the free CPUs/GPUs hold)")
+    group.add_argument("--cpus-per-worker", type=positive_float, metavar="F",
                        help="CPUs per Ray worker (default 1; also its torch threads)")
     group.add_argument("--gpus-per-worker", type=float, metavar="F",
                        help="GPUs per Ray worker, fractions pack several on one GPU (default 0)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
 from ..models.teacher import TeacherRecipe, list_teachers, train_teacher
 from ..paths import teachers_dir
 from ..train import OptimConfig
+from .argtypes import non_negative_int, positive_float, positive_int
 from .table import add_table_command
 
 
@@ -161,14 +161,14 @@ def _add_teacher(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     train.add_argument("--classes", help="class subset: a named set (vehicles, animals, a CIFAR-100 "
                                          "superclass) or comma-separated class names or indices")
-    train.add_argument("--epochs", type=_positive_int, help="epochs (default 10)")
-    train.add_argument("--batch-size", type=_positive_int, help="batch size (default 256)")
-    train.add_argument("--lr", type=_positive_float, help="peak OneCycle learning rate (default 0.2)")
+    train.add_argument("--epochs", type=positive_int, help="epochs (default 10)")
+    train.add_argument("--batch-size", type=positive_int, help="batch size (default 256)")
+    train.add_argument("--lr", type=positive_float, help="peak OneCycle learning rate (default 0.2)")
     train.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and augmentation")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     train.add_argument("--out", help="checkpoint path (default $DDC_HOME/teachers/<model>_<dataset>..."
                                       "_e<epochs>_seed<seed>_<recipe hash>.pt)")
-    train.add_argument("--max-train", type=_positive_int, help="cap the train split (class-stratified)")
+    train.add_argument("--max-train", type=positive_int, help="cap the train split (class-stratified)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_teacher_train)
 
@@ -205,11 +205,11 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
                                         "L1-pruning baselines, and report a table and plots; offline.")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart; an earlier "
                                                             "quickstart there is replaced)")
-    p.add_argument("--episodes", type=_positive_int, default=60, help="search episodes (default: 60)")
+    p.add_argument("--episodes", type=positive_int, default=60, help="search episodes (default: 60)")
     p.add_argument("--agent", default="maskable_ppo", help="search agent (default: maskable_ppo; see ddc search)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fidelity", default="fast", help="student training fidelity (default: fast)")
-    p.add_argument("--teacher-epochs", type=_positive_int, default=8, help="teacher epochs (default: 8)")
+    p.add_argument("--teacher-epochs", type=positive_int, default=8, help="teacher epochs (default: 8)")
     p.add_argument("--latency", choices=("measured", "flops"), default="measured",
                    help="the reward's time term: measured CPU latency (default) or the FLOPs ratio (deterministic)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -289,9 +289,9 @@ def _add_search(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML search config (see configs/); optional with --resume")
     p.add_argument("--agent", metavar="NAME", help=f"agent, overrides the config's: {', '.join(AGENTS)}")
-    p.add_argument("--episodes", type=_positive_int, help="episodes (student evaluations) in all; with --resume, "
+    p.add_argument("--episodes", type=positive_int, help="episodes (student evaluations) in all; with --resume, "
                                                           "a larger number extends the search")
-    p.add_argument("--seed", type=_non_negative_int, help="search seed (overrides the config's)")
+    p.add_argument("--seed", type=non_negative_int, help="search seed (overrides the config's)")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<config>-<agent>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out from its config.yaml")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
@@ -403,33 +403,6 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum`` (0: non-negative, 1: positive)."""
-    what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be {what}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
-    return value
 
 
 # Each entry adds one top-level command to the ``ddc`` parser.

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from .. import registration
+from ..distill import Fidelity
 from ..env import EnvConfig
+from ..scoring import Scorer
 from ..tables import BenchTable, build_table, students_for
 from ..task import load_task
 from ..validate import check_int
+from .backend import BackendOptions, add_backend_arguments, backend_options
 from .config import set_dotted
 
 __all__ = ["add_table_command", "parse_fidelity"]
@@ -38,7 +42,11 @@ def _build(args: argparse.Namespace) -> int:
     plan = [parse_fidelity(text, args.students) for text in args.fidelity]
     if len({name for name, _, _ in plan}) != len(plan):
         raise ValueError("each fidelity may be given once (list its seeds as NAME:0,1)")
-    check_int(args.workers, "--workers", minimum=1)
+    check_int(args.workers, "--workers", minimum=1, optional=True)
+    # --workers counts the build's processes, or the Ray workers with --backend ray
+    backend = backend_options(argparse.Namespace(**{**vars(args), "workers": args.workers if args.backend == "ray"
+                                                    else None}))
+    device = env_config.device if env_config.device != "auto" else "cpu"
     task = load_task(env_config.task_config(), progress=not args.quiet)
     students = {name: students_for(task, count, args.seed) for name, _, count in plan}
     out = Path(args.out) if args.out else Path(f"{args.name}.json.gz")
@@ -46,15 +54,28 @@ def _build(args: argparse.Namespace) -> int:
     command = " ".join(["ddc table build", args.name, "--env", args.env, *(["--set", *args.set] if args.set else []),
                         *(f"--fidelity {f}" for f in args.fidelity), f"--students {args.students}",
                         f"--seed {args.seed}", f"--threads {args.threads}"])
+    pool = functools.partial(_ray_pool, backend, env_config, device, args.threads) if backend.shared else None
     table = build_table(args.name, env_config.task_config(), {name: seeds for name, seeds, _ in plan}, students, out,
                         store=store, protocol=env_config.latency_protocol(), threads=args.threads,
-                        workers=args.workers, device=env_config.device if env_config.device != "auto" else "cpu",
+                        workers=args.workers or 1, device=device, pool=pool,
                         meta={"env_id": registration.resolve_id(args.env), "env_kwargs": kwargs, "command": command,
                               "student_seed": args.seed},
                         ship_teacher=args.ship_teacher, progress=not args.quiet)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {len(table.rows)} rows, "
           f"{len(table.spec_hashes())} students; results store {store}")
     return 0
+
+
+def _ray_pool(backend: BackendOptions, env_config: EnvConfig, device: str, threads: int,
+              fidelity: Fidelity) -> Scorer:
+    """A Ray pool scoring the build's students at ``fidelity`` with the scoring key of the build's local scorers
+    (the latency table with the env's protocol, the same device and torch threads)."""
+    from ..scoring.ray import RayScorer
+
+    return RayScorer(env_config.task_config(), fidelity, latency="model",
+                     latency_protocol=env_config.latency_protocol(), device=device, threads=threads,
+                     workers=backend.workers, num_cpus=backend.cpus_per_worker, num_gpus=backend.gpus_per_worker,
+                     address=backend.address)
 
 
 def describe(table: BenchTable) -> str:
@@ -112,13 +133,15 @@ def add_table_command(commands: argparse._SubParsersAction) -> None:
                             "prefixes of one fixed list), e.g. fast:0,1=all or zero=600 (repeatable)")
     build.add_argument("--students", default="all", help="students of fidelities without =STUDENTS (default all)")
     build.add_argument("--seed", type=int, default=0, help="seed of the random students (default 0)")
-    build.add_argument("--workers", type=int, default=1, help="processes scoring students (default 1)")
+    build.add_argument("--workers", type=int, help="processes scoring students (default 1), or Ray workers with "
+                                                    "--backend ray (default: as many as the free CPUs hold)")
     build.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1; KD results "
                                                               "depend on it slightly)")
     build.add_argument("--store", help="results store (default runs/tables/<name>.sqlite)")
     build.add_argument("--out", help="the table file (default <name>.json.gz)")
     build.add_argument("--ship-teacher", action="store_true", help="copy the teacher checkpoint beside the table")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_backend_arguments(build, workers=False)
     build.set_defaults(func=_build)
     info = actions.add_parser("info", help="describe a table: rows, fidelities, seed noise, surrogate quality")
     info.add_argument("table", help="a shipped table's name or a table file")
