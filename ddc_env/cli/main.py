@@ -210,8 +210,9 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fidelity", default="fast", help="student training fidelity (default: fast)")
     p.add_argument("--teacher-epochs", type=positive_int, default=8, help="teacher epochs (default: 8)")
-    p.add_argument("--latency", choices=("measured", "flops"), default="measured",
-                   help="the reward's time term: measured CPU latency (default) or the FLOPs ratio (deterministic)")
+    p.add_argument("--latency", choices=("model", "measured", "flops"), default="model",
+                   help="the reward's time term: the latency table's (default, the same in every run), measured CPU "
+                        "latency, or the FLOPs ratio")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_quickstart)
 
