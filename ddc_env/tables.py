@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import hashlib
 import itertools
 import json
 import os
@@ -149,6 +150,12 @@ class BenchTable:
     latency: dict[str, Any]  # {"describe": ..., "units": {unit key: ms}}
     choices: dict[str, list[float]]  # spec hash -> width per decision (0.0 = removed), in task.decisions order
     rows: list[dict[str, Any]]
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A hash of the table's content (task, meta, latency, choices, rows): what a model fit on it depends on."""
+        content = [self.name, self.task.to_dict(), self.meta, self.latency, self.choices, self.rows]
+        return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @functools.cached_property
     def _index(self) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -91,6 +91,29 @@ def test_surrogate_predicts_held_out_students(synth_table):
     assert record["latency_ms"] > 0 and record["eval_seconds"] > 0 and record["size_bytes"] > 0
 
 
+def test_a_fitted_surrogate_is_kept_per_machine(synth_table, monkeypatch, tmp_path):
+    """The surrogate is fit once per machine ($DDC_HOME/surrogates, keyed by the table's digest): a new process
+    reads it back and predicts the same; an unreadable file is fit again."""
+    from ddc_env.scoring import surrogate
+
+    root, _, task, students, _ = synth_table
+    monkeypatch.setenv("DDC_HOME", str(tmp_path))
+    monkeypatch.setattr(surrogate, "_FITTED", {})
+    table = BenchTable.load(root / "synth.json.gz")
+    first = fit_surrogate(table, "zero")
+    (cached,) = (tmp_path / "surrogates").glob(f"synth-{table.digest}-zero-*.pkl")
+    x = np.array([surrogate.features(task, s, 1.0, 2.0) for _, s in students["zero"][:5]])
+    fits = []
+    monkeypatch.setattr(surrogate, "_fit", lambda *args: fits.append(args) or first)
+    for content in (None, b"not a pickle"):
+        monkeypatch.setattr(surrogate, "_FITTED", {})  # as in a new process
+        if content is not None:
+            cached.write_bytes(content)
+        again = fit_surrogate(BenchTable.load(root / "synth.json.gz"), "zero")
+        assert np.array_equal(again.accuracy.predict(x), first.accuracy.predict(x))
+    assert len(fits) == 1  # read back once, fit again once (the corrupt file)
+
+
 def test_shipped_lenet_table_rows_equal_fresh_live_evaluations():
     """A row of the shipped table is what the live scorer gives that student at the table's fidelity and seed (same
     teacher, data, thread count and latency table)."""

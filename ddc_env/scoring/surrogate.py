@@ -4,8 +4,10 @@ table's latency table, size from a linear fit on the table (params, BatchNorm bu
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import sklearn
 from scipy.stats import kendalltau
 
 from ..arch import Block, Conv, Linear, NetSpec
+from ..paths import atomic_write_bytes, ddc_home
 from ..tables import BenchTable, TableError
 from ..task import Task
 from .base import Scorer, make_record
@@ -105,17 +108,33 @@ def cross_validate(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) 
     return SurrogateQuality(float(kendalltau(pred, y).statistic), float(np.abs(pred - y).mean()), folds, len(y))
 
 
-_FITTED: dict[tuple[int, str, int], tuple[BenchTable, SurrogateModel]] = {}
+_FITTED: dict[tuple[str, str, int], SurrogateModel] = {}
 
 
 def fit_surrogate(table: BenchTable | str, fidelity: str, seed: int = 0) -> SurrogateModel:
     """The surrogate of a table (or a table's name or path) at ``fidelity``: fit on every valid row (mean over
-    training seeds), with its out-of-fold quality; deterministic for a seed, fitted once per process and table."""
+    training seeds), with its out-of-fold quality; deterministic for a seed. Fitted once per machine: the model is
+    kept in ``$DDC_HOME/surrogates`` under the table's digest and the scikit-learn version (and in memory)."""
     table = table if isinstance(table, BenchTable) else BenchTable.load(table)
-    key = (id(table), fidelity, seed)
+    key = (table.digest, fidelity, seed)
     if key not in _FITTED:
-        _FITTED[key] = table, _fit(table, fidelity, seed)
-    return _FITTED[key][1]
+        path = (ddc_home() / "surrogates" /
+                f"{table.name}-{table.digest}-{fidelity}-seed{seed}-sklearn{sklearn.__version__}.pkl")
+        model = _read_model(path)
+        if model is None:
+            model = _fit(table, fidelity, seed)
+            atomic_write_bytes(path, pickle.dumps(model))
+        _FITTED[key] = model
+    return _FITTED[key]
+
+
+def _read_model(path: Path) -> SurrogateModel | None:
+    """A model this package pickled into its own cache (None when missing or unreadable: it is fit again)."""
+    try:
+        model = pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+    return model if isinstance(model, SurrogateModel) else None
 
 
 def _fit(table: BenchTable, fidelity: str, seed: int) -> SurrogateModel:
