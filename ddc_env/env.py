@@ -155,8 +155,9 @@ class DDCEnv(gym.Env):
     by knowledge distillation at the chosen fidelity, measured (validation accuracy on a split the teacher
     never trained on, params, FLOPs, latency, size) and rewarded. How a student is scored is the env's *scorer*
     (:mod:`ddc_env.scoring`): live KD training behind the results store by default, or a benchmark table or
-    surrogate model in the ``DDC-Bench-*`` twins. Evaluations are cached, so a repeated student costs nothing. With ``classes`` a subset of the teacher's classes, the student only
-    has to serve those classes (DDC's data-driven compression).
+    surrogate model in the ``DDC-Bench-*`` twins. Evaluations are cached, so a repeated student costs nothing.
+    With ``classes`` a subset of the teacher's classes, the student only has to serve those classes (DDC's
+    data-driven compression).
 
     ## Action Space
 

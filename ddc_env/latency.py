@@ -5,10 +5,11 @@ Timing a whole network once per process does not reproduce: on a shared 2-core m
 
 - :class:`LatencyModel` (the env's default, ``latency="model"``): every distinct unit (a conv with its input
   shape, a residual block, a pooling layer...) is timed once with a fixed protocol (fixed threads, warm-up,
-  fastest of the timed rounds: other work on the machine only ever adds time) and cached on disk per device signature, thread count and batch size; a network's
-  latency is the sum of its units' times, in the spirit of HW-NAS-Bench's and Once-for-All's lookup tables.
-  The cache is an SQLite file where the first measurement of a unit wins, so every process on the machine
-  reads the same number for the same unit and the same student always gets the same time.
+  fastest of the timed rounds: other work on the machine only ever adds time) and cached on disk per device
+  signature, thread count and batch size; a network's latency is the sum of its units' times, in the spirit of
+  HW-NAS-Bench's and Once-for-All's lookup tables. The cache is an SQLite file where the first measurement of a
+  unit wins, so every process on the machine reads the same number for the same unit and the same student always
+  gets the same time.
 - :func:`measure_paired`: the student and its teacher timed in interleaved rounds in one window, so a slow
   moment of the machine slows both; the median and spread of each are kept.
 """

@@ -288,8 +288,9 @@ def _work(job: _Job, items: Sequence[tuple[str, dict[str, Any]]]) -> int:
     return new
 
 
-def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Sequence[int]], students: Mapping[str,
-                Sequence[tuple[dict[str, Any], NetSpec]]], out: str | os.PathLike[str], *, store: str | os.PathLike[str],
+def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Sequence[int]],
+                students: Mapping[str, Sequence[tuple[dict[str, Any], NetSpec]]], out: str | os.PathLike[str], *,
+                store: str | os.PathLike[str],
                 protocol: LatencyProtocol, threads: int = 1, workers: int = 1, device: str = "cpu",
                 meta: Mapping[str, Any] | None = None, ship_teacher: bool = False,
                 pool: Callable[[Fidelity], Scorer] | None = None, progress: bool = True) -> BenchTable:

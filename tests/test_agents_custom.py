@@ -30,8 +30,8 @@ import ddc_env  # noqa: F401  (registers the ids)
 from ddc_env.agents import AGENTS
 from ddc_env.agents.common import load_checkpoint, make_hyperparams
 from ddc_env.cli.runs import SearchLog
-from ddc_env.agents.controllers import (EncoderDecoder, RecurrentActorCritic, RemovalPolicy, ShrinkPolicy, sample_masked,
-                                seeded)
+from ddc_env.agents.controllers import (EncoderDecoder, RecurrentActorCritic, RemovalPolicy, ShrinkPolicy,
+                                        sample_masked, seeded)
 from ddc_env.agents.random_search import random_search
 from ddc_env.arch import REMOVE, apply_decisions, build
 from ddc_env.models import vgg11

@@ -279,4 +279,5 @@ def test_train_teacher_takes_a_netspec_that_fits_the_data(data: DataConfig, tmp_
         train_teacher(spec, data, FAST, model_kwargs={"stem": "cifar"})
     fits = NetSpec((Conv("a", 4), GlobalPool("gap"), Linear("fc", 4)), in_channels=1, input_size=(28, 28), arch="mine")
     ckpt = train_teacher(fits, data, TeacherRecipe(epochs=1, batch_size=64), device="cpu", progress=False)
-    assert re.fullmatch(rf"mine-{fits.hash()[:8]}_synth_e1_seed0_[0-9a-f]{{8}}\.pt", ckpt.path.name) and ckpt.spec == fits
+    assert ckpt.spec == fits
+    assert re.fullmatch(rf"mine-{fits.hash()[:8]}_synth_e1_seed0_[0-9a-f]{{8}}\.pt", ckpt.path.name)

@@ -60,7 +60,8 @@ def test_the_wheel_holds_only_ddc_env_with_its_data(wheel: Path):
                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     assert expected - names == set()  # every source file ships: modules, configs, assets, tables, py.typed
     assert {"ddc_env/py.typed", "ddc_env/configs/lenet5_mnist_random.yaml", "ddc_env/assets/mnist_sample_train.npz",
-            "ddc_env/configs/baselines/lenet5_mnist.yaml", "ddc_env/agents/sb3.py", "ddc_env/baselines/common.py"} <= names
+            "ddc_env/configs/baselines/lenet5_mnist.yaml", "ddc_env/agents/sb3.py",
+            "ddc_env/baselines/common.py"} <= names
 
 
 def _fresh_venv(root: Path, wheel: Path) -> Path:

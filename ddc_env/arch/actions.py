@@ -9,7 +9,8 @@ set of allowed choices with :func:`apply_decisions` yields a valid student spec 
   block it feeds) shares one channel set, so its width is one ``stage<k>`` decision; each block's inner
   width is a decision of its own;
 - channel counts are rounded to a multiple of ``channel_round`` (when the teacher's count is one) with a
-  floor of ``min_channels`` (or half the teacher's count, for thinner layers); the student spec stores the resulting integers, so its hash is what is built.
+  floor of ``min_channels`` (or half the teacher's count, for thinner layers); the student spec stores the
+  resulting integers, so its hash is what is built.
 """
 from __future__ import annotations
 
