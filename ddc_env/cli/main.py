@@ -19,6 +19,7 @@ from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
 from ..models.teacher import TeacherRecipe, list_teachers, train_teacher
 from ..paths import teachers_dir
 from ..train import OptimConfig
+from .benchmark import add_benchmark_command
 from .table import add_table_command
 
 
@@ -405,7 +406,8 @@ def _positive_float(text: str) -> float:
 
 # Each entry adds one top-level command to the ``ddc`` parser.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export, add_table_command)
+    _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export, add_table_command,
+    add_benchmark_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
