@@ -2,7 +2,8 @@
 init_from, **hyperparams)`` that plays episodes through the Gymnasium API until ``log.episodes >= episodes``.
 
 ``AGENTS`` maps an agent name to the module that runs it; modules are imported only when an agent is used,
-so an optional dependency (sb3-contrib for ``maskable_ppo`` / ``recurrent_ppo``) is needed only by its agents.
+so a package one agent needs (sb3-contrib for ``maskable_ppo`` / ``recurrent_ppo``) is imported only by its
+agents.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
-
-from ddc_env.validate import check_names
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,8 @@ class AgentEntry:
         """The agent's module (imported now); a missing module or dependency is a ValueError saying which."""
         missing = [name for name in self.requires if importlib.util.find_spec(name) is None]
         if missing:
-            raise ValueError(f"this agent needs {', '.join(missing)}: pip install 'ddc-env[contrib]'")
+            raise ValueError(f"this agent needs {', '.join(missing)}, part of ddc-env's default install: pip install "
+                             f"{' '.join(name.replace('_', '-') for name in missing)}")
         try:
             return importlib.import_module(self.module)
         except ImportError as e:
@@ -57,9 +57,8 @@ class AgentEntry:
             from .common import make_hyperparams
 
             return dataclasses.asdict(make_hyperparams(module.Hyperparams, given))
-        defaults = table[self.fixed["algo"]]
-        check_names(given, sorted(defaults), "hyperparameter(s)")
-        return {**defaults, **given}
+        module.check_hyperparams(self.fixed["algo"], given)
+        return {**table[self.fixed["algo"]], **given}
 
 
 _PKG = "ddc_env.agents."

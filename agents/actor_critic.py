@@ -2,7 +2,8 @@
 a policy head (masked action logits) and a value head (the terminal reward it expects from this step).
 
 The reward comes only at the end of an episode, so every step's return is the terminal reward ``R``; the
-advantage of a step is ``R - V(step)``. One iteration plays ``rollouts`` episodes, then takes one gradient
+advantage of a step is ``R - V(step)``. One iteration plays ``rollouts`` episodes (scored concurrently on a parallel
+scorer: :func:`~ddc_env.agents.common.play_episodes`), then takes one gradient
 step on ``-A * log pi + value_coef * (R - V)^2 - entropy_coef * H``, averaged over the batch's episodes
 (summed over their steps), with gradient-norm clipping.
 
@@ -23,7 +24,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import EpisodeLog, make_hyperparams
+from .common import EpisodeLog, check_shared_hyperparams, make_hyperparams, play_episodes
 from .controllers import (RecurrentActorCritic, check_sequential, load_agent, load_controller, sample_masked,
                           save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -43,10 +44,7 @@ class Hyperparams:
     max_grad_norm: float = 1.0  # gradient-norm clipping
 
     def __post_init__(self) -> None:
-        if self.rollouts < 1 or self.hidden < 1:
-            raise ValueError(f"rollouts and hidden must be >= 1, got {self.rollouts} and {self.hidden}")
-        if self.lr <= 0 or self.max_grad_norm <= 0 or self.value_coef < 0 or self.entropy_coef < 0:
-            raise ValueError("lr and max_grad_norm must be > 0, value_coef and entropy_coef >= 0")
+        check_shared_hyperparams(self)
 
 
 @dataclass
@@ -102,11 +100,10 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: 
             iteration, log.episodes = state["iteration"], state["episodes"]
 
         while log.episodes < episodes:
-            batch = []
-            for _ in range(min(hp.rollouts, episodes - log.episodes)):
-                ep = rollout(env, net, generator)
+            batch = play_episodes(env, min(hp.rollouts, episodes - log.episodes),
+                                  lambda e: rollout(e, net, generator))
+            for ep in batch:
                 log.record(ep.reward, ep.info)
-                batch.append(ep)
 
             policy_loss = value_loss = entropy = torch.zeros(())
             for ep in batch:

@@ -6,7 +6,8 @@ input is the step's observation, its own previous action and the encoder state o
 about (found from the observation's position feature), which the output head reads again next to the
 decoder state. Masked actions get -inf logits.
 
-One iteration plays ``rollouts`` episodes, then takes one gradient step on ``-(R - b) * log pi(actions) -
+One iteration plays ``rollouts`` episodes (scored concurrently on a parallel scorer:
+:func:`~ddc_env.agents.common.play_episodes`), then takes one gradient step on ``-(R - b) * log pi(actions) -
 entropy_coef * H`` with ``b`` a moving average of past rewards, and gradient-norm clipping.
 
 It follows whatever the env asks at each step, so it runs in both stage modes; the controller is sized by the
@@ -24,7 +25,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import EpisodeLog, layer_features, make_hyperparams
+from .common import EpisodeLog, check_shared_hyperparams, layer_features, make_hyperparams, play_episodes
 from .controllers import (EncoderDecoder, MovingAverageBaseline, check_sequential, load_agent, load_controller,
                           sample_masked, save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -44,12 +45,7 @@ class Hyperparams:
     max_grad_norm: float = 1.0  # gradient-norm clipping
 
     def __post_init__(self) -> None:
-        if self.rollouts < 1 or self.hidden < 1:
-            raise ValueError(f"rollouts and hidden must be >= 1, got {self.rollouts} and {self.hidden}")
-        if self.lr <= 0 or self.max_grad_norm <= 0 or self.entropy_coef < 0:
-            raise ValueError("lr and max_grad_norm must be > 0, entropy_coef >= 0")
-        if not 0.0 <= self.baseline_decay < 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        check_shared_hyperparams(self)
 
 
 @dataclass
@@ -105,11 +101,10 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: 
 
         while log.episodes < episodes:
             memory = net.encode(features)  # once per iteration: the layer table does not change
-            batch = []
-            for _ in range(min(hp.rollouts, episodes - log.episodes)):
-                ep = rollout(env, net, memory, generator)
+            batch = play_episodes(env, min(hp.rollouts, episodes - log.episodes),
+                                  lambda e: rollout(e, net, memory, generator))
+            for ep in batch:
                 log.record(ep.reward, ep.info)
-                batch.append(ep)
 
             rewards = torch.tensor([ep.reward for ep in batch])
             advantages = baseline.advantages(rewards)

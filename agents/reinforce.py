@@ -7,7 +7,8 @@ Two policies, both sized by the 17 features and the action count only (so they t
 - shrink policy: an autoregressive 2-layer LSTM; for each kept shrinkable decision it reads the observation
   and its own previous choice and picks a width.
 
-One iteration plays ``rollouts`` episodes (N2N: 5), then takes one policy-gradient step on
+One iteration plays ``rollouts`` episodes (N2N: 5; their students are scored concurrently on a parallel scorer, see
+:func:`~ddc_env.agents.common.play_episodes`), then takes one policy-gradient step on
 ``-(R - b) * log pi(actions)`` with ``b`` a moving average of past rewards, an optional entropy bonus and
 gradient-norm clipping. Schedules:
 
@@ -47,7 +48,9 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from .common import EpisodeLog, layer_features, make_hyperparams
+from ddc_env.validate import check_choice, check_int
+
+from .common import EpisodeLog, check_shared_hyperparams, layer_features, make_hyperparams, play_episodes
 from .controllers import (MovingAverageBaseline, RemovalPolicy, ShrinkPolicy, check_sequential, decision_index,
                           is_shrink_pass, load_agent, load_controller, sample_masked, save_agent, seeded)
 from .controllers import saved_episodes  # noqa: F401  (``ddc search --resume`` starts its log from it)
@@ -71,16 +74,9 @@ class Hyperparams:
     max_grad_norm: float = 1.0  # gradient-norm clipping of each policy
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
-        if self.rollouts < 1 or self.hidden < 1:
-            raise ValueError(f"rollouts and hidden must be >= 1, got {self.rollouts} and {self.hidden}")
-        if self.removal_iterations is not None and self.removal_iterations < 0:
-            raise ValueError(f"removal_iterations must be None or >= 0, got {self.removal_iterations}")
-        if min(self.removal_lr, self.shrink_lr, self.max_grad_norm) <= 0 or self.entropy_coef < 0:
-            raise ValueError("learning rates and max_grad_norm must be > 0, entropy_coef >= 0")
-        if not 0.0 <= self.baseline_decay < 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        check_shared_hyperparams(self)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_int(self.removal_iterations, "removal_iterations", optional=True)
 
 
 @dataclass
@@ -176,12 +172,10 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: 
             if stage != progress.stage:  # a new stage starts from its own reward level
                 progress.stage, baseline.value = stage, None
             removal_logits = controller["removal"](features) if stage != "shrink" else None
-            batch = []
-            for _ in range(min(hp.rollouts, episodes - log.episodes)):
-                ep = rollout(env, controller["shrink"], removal_logits, stage, progress.best_removal, keep,
-                             generator)
+            batch = play_episodes(env, min(hp.rollouts, episodes - log.episodes), lambda e: rollout(
+                e, controller["shrink"], removal_logits, stage, progress.best_removal, keep, generator))
+            for ep in batch:
                 log.record(ep.reward, ep.info)
-                batch.append(ep)
                 if stage == "removal" and ep.reward > progress.best_removal_reward:
                     progress.best_removal, progress.best_removal_reward = ep.removal, ep.reward
 

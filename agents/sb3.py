@@ -41,6 +41,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from ddc_env.paths import atomic_writer
+from ddc_env.validate import (check_bool, check_choice, check_device, check_int, check_mapping, check_names,
+                              check_number)
 
 from .common import EpisodeLog
 
@@ -72,6 +74,64 @@ HYPERPARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
                              "max_grad_norm": 10.0, "policy_kwargs": _POLICY_KWARGS, "device": "cpu",
                              "verbose": 0}),
 })
+
+
+def _positive_or_schedule(value: Any, name: str) -> None:
+    """A number > 0, or SB3's schedule (a callable of the remaining progress)."""
+    if not callable(value):
+        check_number(value, name, minimum=0.0, exclusive_minimum=True)
+
+
+def _train_freq(value: Any, name: str) -> None:
+    """A positive integer (steps), or ``[n, "step" | "episode"]``."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[1] in ("step", "episode"):
+        value = value[0]
+    elif isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a positive integer or [n, 'step' | 'episode'], got {value!r}")
+    check_int(value, name, minimum=1)
+
+
+def _fraction(value: Any, name: str) -> None:
+    """A number in [0, 1]."""
+    check_number(value, name, minimum=0.0, maximum=1.0)
+
+
+# what each hyperparameter of HYPERPARAMS allows: check(value, name) raises a ValueError naming a bad value
+_CHECKS: Mapping[str, Callable[[Any, str], Any]] = MappingProxyType({
+    "episodes_per_update": functools.partial(check_int, minimum=1),
+    "n_steps": functools.partial(check_int, minimum=1, optional=True),
+    "batch_size": functools.partial(check_int, minimum=2, optional=True),  # PPO asserts > 1; DQN: see below
+    "n_epochs": functools.partial(check_int, minimum=1),
+    "learning_rate": _positive_or_schedule,
+    "clip_range": _positive_or_schedule,
+    "gamma": _fraction, "gae_lambda": _fraction, "tau": _fraction, "exploration_fraction": _fraction,
+    "exploration_initial_eps": _fraction, "exploration_final_eps": _fraction,
+    "ent_coef": functools.partial(check_number, minimum=0.0),
+    "vf_coef": functools.partial(check_number, minimum=0.0),
+    "max_grad_norm": functools.partial(check_number, minimum=0.0, exclusive_minimum=True),
+    "target_kl": functools.partial(check_number, minimum=0.0, exclusive_minimum=True, optional=True),
+    "normalize_advantage": check_bool,
+    "policy_kwargs": check_mapping,
+    "device": check_device,
+    "verbose": functools.partial(check_int, minimum=0, maximum=2),
+    "buffer_size": functools.partial(check_int, minimum=1),
+    "learning_starts": functools.partial(check_int, minimum=0, optional=True),
+    "train_freq": _train_freq,
+    "gradient_steps": functools.partial(check_int, minimum=-1),  # -1: as many as the env steps since the last
+    "target_update_interval": functools.partial(check_int, minimum=1, optional=True),
+})
+_DQN_CHECKS = {"batch_size": functools.partial(check_int, minimum=1)}
+
+
+def check_hyperparams(algo: str, overrides: Mapping[str, Any]) -> None:
+    """Check ``overrides`` of :data:`HYPERPARAMS[algo]` without building anything: unknown names, and every value
+    of the wrong type or out of range, raise a one-line ValueError naming it."""
+    check_names(overrides, sorted(HYPERPARAMS[check_choice(algo, "algo", ALGOS)]), f"{algo} hyperparameter(s)")
+    checks = {**_CHECKS, **(_DQN_CHECKS if algo == "dqn" else {})}
+    for name, value in overrides.items():
+        checks[name](value, name)
+
+
 # keys the vector env / Monitor add to a terminal info: not part of the evaluation record
 _VEC_INFO_KEYS = ("terminal_observation", "episode", "TimeLimit.truncated")
 
@@ -80,7 +140,7 @@ def resolve_hyperparams(algo: str, overrides: Mapping[str, Any], episode_length:
                         ) -> dict[str, Any]:
     """The SB3 constructor kwargs of ``algo``: :data:`HYPERPARAMS` with ``overrides`` (ValueError for a name
     not in it) and its ``None`` entries derived from ``episode_length`` (the longest episode) and ``n_envs``."""
-    _check_names(algo, overrides)
+    check_hyperparams(algo, overrides)
     params = {k: _plain(v) for k, v in {**HYPERPARAMS[algo], **overrides}.items()}
     if "episodes_per_update" in params:
         per_update = params.pop("episodes_per_update")
@@ -179,13 +239,14 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: 
     - TensorBoard: SB3's scalars go to ``log.scalar`` (the log's ``agent/*``), episodes to ``log.record``.
     """
     cls, policy = _algorithm(algo)
-    _check_positive("episodes", episodes)
-    _check_positive("n_envs", n_envs)
-    _check_names(algo, hyperparams)  # before any env is built
+    check_int(episodes, "episodes", minimum=1)
+    check_int(n_envs, "n_envs", minimum=1)
+    check_hyperparams(algo, hyperparams)  # before any env is built
     ckpt = _zip_path(checkpoint) if checkpoint is not None else None
     init = _zip_path(init_from) if init_from is not None else None
     if init is not None and not init.exists():
-        raise FileNotFoundError(f"init_from checkpoint {init} does not exist")
+        raise FileNotFoundError(f"init_from {init_from} is no stable-baselines3 checkpoint ({init} does not exist): "
+                                f"give the agent.ckpt of another {algo} run")
     if n_envs > 1:  # workers share the cores instead of each taking them all
         threads = max(1, (os.cpu_count() or 1) // n_envs)
         vec_env: VecEnv = SubprocVecEnv([functools.partial(_monitored, env_fn, threads)] * n_envs)
@@ -243,33 +304,16 @@ def saved_episodes(checkpoint: Path) -> int:
 
 def _algorithm(algo: str) -> tuple[type[BaseAlgorithm], str]:
     """The SB3 class and policy name of ``algo``; a clear ImportError when sb3-contrib is missing."""
-    _check_algo(algo)
+    check_choice(algo, "algo", ALGOS)
     if algo in _CONTRIB:
         name, policy = _CONTRIB[algo]
         try:
             import sb3_contrib
         except ImportError as e:
-            raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib: pip install ddc-env[contrib]") from e
+            raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib, part of ddc-env's default install: pip "
+                              f"install sb3-contrib") from e
         return getattr(sb3_contrib, name), policy
     return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo], "MlpPolicy"
-
-
-def _check_algo(algo: str) -> str:
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; allowed: {list(ALGOS)}")
-    return algo
-
-
-def _check_names(algo: str, overrides: Mapping[str, Any]) -> None:
-    allowed = HYPERPARAMS[_check_algo(algo)]
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown {algo} hyperparameter(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -326,5 +370,5 @@ def _replay_path(path: Path) -> Path:
     return path.with_name(path.name + ".replay.pkl")
 
 
-__all__ = ["ALGOS", "HYPERPARAMS", "LogWriter", "MetricsCallback", "resolve_hyperparams", "run", "save_checkpoint",
-           "saved_episodes"]
+__all__ = ["ALGOS", "HYPERPARAMS", "LogWriter", "MetricsCallback", "check_hyperparams", "resolve_hyperparams", "run",
+           "save_checkpoint", "saved_episodes"]

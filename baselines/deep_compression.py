@@ -53,6 +53,7 @@ from torch.nn.utils import parametrize, prune
 
 from ddc_env.arch import NetSpec, build
 from ddc_env.paths import atomic_write_bytes
+from ddc_env.validate import check_bool, check_int, check_number
 
 from .common import Context
 
@@ -75,24 +76,17 @@ class Kwargs:
     huffman: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) \
-                or not 0.0 <= self.sparsity < 1.0:
-            raise ValueError(f"sparsity must be a fraction in [0, 1), got {self.sparsity!r}")
-        if isinstance(self.prune_steps, bool) or not isinstance(self.prune_steps, int) or self.prune_steps < 1:
-            raise ValueError(f"prune_steps must be an integer >= 1, got {self.prune_steps!r}")
-        if self.finetune_epochs is not None and (isinstance(self.finetune_epochs, bool)
-                                                 or not isinstance(self.finetune_epochs, int)
-                                                 or self.finetune_epochs < 0):
-            raise ValueError(f"finetune_epochs must be None or an integer >= 0, got {self.finetune_epochs!r}")
-        ks = (self.k,) if isinstance(self.k, int) else self.k
-        if not isinstance(ks, Sequence) or not ks or not all(
-                isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 2 ** 16 for k in ks):
-            raise ValueError(f"k must be an integer or a non-empty list of integers in [1, 65536], got {self.k!r}")
+        check_number(self.sparsity, "sparsity", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        check_int(self.prune_steps, "prune_steps", minimum=1)
+        check_int(self.finetune_epochs, "finetune_epochs", optional=True)
+        ks = [self.k] if isinstance(self.k, int) and not isinstance(self.k, bool) else self.k
+        if not isinstance(ks, (list, tuple)) or not ks:
+            raise ValueError(f"k must be an integer or a non-empty list of integers, got {self.k!r}")
+        ks = tuple(check_int(k, "k", minimum=1, maximum=2 ** 16) for k in ks)
         if len(set(ks)) != len(ks):
             raise ValueError(f"k must not repeat a value (one result per k), got {self.k!r}")
-        object.__setattr__(self, "k", tuple(ks))
-        if not isinstance(self.huffman, bool):
-            raise ValueError(f"huffman must be true or false, got {self.huffman!r}")
+        object.__setattr__(self, "k", ks)
+        check_bool(self.huffman, "huffman")
 
 
 # ------------------------------------------------------------------------------------------ Huffman coding

@@ -27,6 +27,7 @@ from torch import nn
 
 from ddc_env.arch import NetSpec, apply_decisions, build, uniform_choices
 from ddc_env.models.builders import MODELS, ddc_small_vgg, get_model_spec
+from ddc_env.validate import check_bool, check_choice, check_int, check_number, check_numbers
 
 from .common import Context
 
@@ -50,35 +51,20 @@ class Kwargs:
     assistants: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.student != SMALL_VGG and self.student not in MODELS:
-            raise ValueError(f"student must be {SMALL_VGG!r} or one of {sorted(MODELS)}, got {self.student!r}")
-        top = None if self.student == SMALL_VGG else 1.0
-        object.__setattr__(self, "width", _positive("width", self.width, top))
-        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
-                                        or self.epochs < 0):
-            raise ValueError(f"epochs must be None or an integer >= 0, got {self.epochs!r}")
-        if self.lr is not None:
-            object.__setattr__(self, "lr", _positive("lr", self.lr, None))
-        if not isinstance(self.chain, bool):
-            raise ValueError(f"chain must be true or false, got {self.chain!r}")
-        if isinstance(self.assistants, (str, bytes)) or not hasattr(self.assistants, "__iter__"):
-            raise ValueError(f"assistants must be a list of widths, got {self.assistants!r}")
-        assistants = tuple(_positive("an assistant's width", w, top) for w in self.assistants)
+        check_choice(self.student, "student", [SMALL_VGG, *sorted(MODELS)])
+        width = {"minimum": 0.0, "exclusive_minimum": True, "maximum": None if self.student == SMALL_VGG else 1.0}
+        object.__setattr__(self, "width", check_number(self.width, "width", **width))
+        check_int(self.epochs, "epochs", optional=True)
+        object.__setattr__(self, "lr", check_number(self.lr, "lr", minimum=0.0, exclusive_minimum=True,
+                                                    optional=True))
+        check_bool(self.chain, "chain")
+        assistants = check_numbers(self.assistants, "assistants (widths)", allow_empty=True, **width)
         if assistants and not self.chain:
             raise ValueError("assistants need chain=true (the kd_pyramid baseline)")
         if any(a <= b for a, b in zip(assistants, assistants[1:])) or any(a <= self.width for a in assistants):
             raise ValueError(f"assistants must be decreasing widths, all above the student's {self.width:g}; "
                              f"got {list(assistants)}")
         object.__setattr__(self, "assistants", assistants)
-
-
-def _positive(name: str, value: object, top: float | None) -> float:
-    """``value`` as a float > 0 (and <= ``top``), else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or (
-            top is not None and value > top):
-        bound = "> 0" if top is None else f"in (0, {top:g}]"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-    return float(value)
 
 
 def student_spec(ctx: Context, name: str, width: float) -> NetSpec:

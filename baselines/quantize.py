@@ -38,6 +38,7 @@ from ddc_env.arch import NetSpec, build
 from ddc_env.latency import measure_paired
 from ddc_env.metrics import serialized_size
 from ddc_env.train import chunks
+from ddc_env.validate import check_choice, check_int
 
 from .common import Context
 
@@ -64,11 +65,8 @@ class Kwargs:
             if path.suffix != ".json" or not path.is_file() or not path.with_suffix(".pt").is_file():
                 raise ValueError(f"model must be 'teacher' or the path of an existing spec .json with its weights "
                                  f".pt next to it (e.g. a search's best_student.json); got {self.model!r}")
-        if isinstance(self.calibration_images, bool) or not isinstance(self.calibration_images, int) \
-                or self.calibration_images < 1:
-            raise ValueError(f"calibration_images must be an integer >= 1, got {self.calibration_images!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        check_int(self.calibration_images, "calibration_images", minimum=1)
+        check_choice(self.backend, "backend", BACKENDS)
 
 
 def load_model(ctx: Context, model: str) -> tuple[nn.Module, NetSpec, str]:

@@ -34,6 +34,7 @@ from ddc_env.arch import (Block, Conv, Linear, NetSpec, channel_counts, inherit,
                           with_channels)
 from ddc_env.distill import distillation_loss
 from ddc_env.train import chunks
+from ddc_env.validate import check_choice, check_int, check_number
 
 from .common import Context
 
@@ -59,17 +60,11 @@ class Kwargs:
 
     def __post_init__(self) -> None:
         for name, allowed in (("ranking", RANKINGS), ("allocation", ALLOCATIONS), ("target", TARGETS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not (isinstance(self.ratio, (int, float)) and 0.0 < self.ratio < 1.0):
-            raise ValueError(f"ratio must be in (0, 1), got {self.ratio!r}")
+            check_choice(getattr(self, name), name, allowed)
+        check_number(self.ratio, "ratio", minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
         for name, low in (("steps", 1), ("final_epochs", 0), ("ranking_images", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
-                                        or self.epochs < 0):
-            raise ValueError(f"epochs must be None or an integer >= 0, got {self.epochs!r}")
+            check_int(getattr(self, name), name, minimum=low)
+        check_int(self.epochs, "epochs", optional=True)
 
 
 # ------------------------------------------------------------------------------------------------ ranking

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from ddc_env.arch import uniform_choices
+from ddc_env.validate import check_int, check_numbers
 
 from .common import Context
 
@@ -19,13 +20,9 @@ class Kwargs:
     epochs: int | None = None
 
     def __post_init__(self) -> None:
-        widths = tuple(float(w) for w in self.widths)
-        if not widths or not all(0.0 < w <= 1.0 for w in widths):
-            raise ValueError(f"widths must be a non-empty list of numbers in (0, 1], got {self.widths!r}")
-        object.__setattr__(self, "widths", widths)
-        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
-                                        or self.epochs < 0):
-            raise ValueError(f"epochs must be None or an integer >= 0, got {self.epochs!r}")
+        object.__setattr__(self, "widths", check_numbers(self.widths, "widths", minimum=0.0, maximum=1.0,
+                                                         exclusive_minimum=True))
+        check_int(self.epochs, "epochs", optional=True)
 
 
 def run(ctx: Context, *, widths: tuple[float, ...], epochs: int | None) -> None:

@@ -4,7 +4,10 @@
 """
 from . import registration
 from .env import DDCEnv, EnvConfig
+from .forking import guard_forks
 from .registration import ENV_IDS
 
-__version__ = "0.1.0"
+guard_forks()  # forked workers (gymnasium's AsyncVectorEnv default) would deadlock in torch's thread pool
+
+__version__ = "0.2.0"
 __all__ = ["DDCEnv", "ENV_IDS", "EnvConfig", "__version__"]

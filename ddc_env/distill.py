@@ -28,16 +28,14 @@ from torch import nn
 from .arch import NetSpec, build, inherit, recalibrate_batchnorm, stale_batchnorms
 from .data import augment, batch_indices, flips, normalize, stratified_cap
 from .task import Task
-from .train import LoopResult, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from .train import (AMP_MODES, OPTIMIZERS, SCHEDULES, LoopResult, OptimConfig, Precision, chunks, make_optimizer,
+                    predict, resolve_device, train_loop)
 from .validate import check_bool, check_choice, check_int, check_names, check_number
 
 __all__ = ["AMP_MODES", "FIDELITIES", "LOSSES", "OPTIMIZERS", "SCHEDULES", "Distiller", "Fidelity",
            "distillation_loss", "make_fidelity"]
 
 LOSSES = ("hinton", "l2_logits", "hard")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "constant")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class EnvConfig:
     teacher: str | os.PathLike[str] | TeacherCheckpoint = "auto"
     dataset: str = "cifar10"
     data_dir: str | None = None
-    download: bool = False
+    download: bool = True
     classes: str | tuple[str | int, ...] | None = None
     max_train: int | None = None
     max_val: int | None = None
@@ -112,6 +112,12 @@ class EnvConfig:
         """How students and teacher are timed (on the CPU)."""
         return LatencyProtocol(device="cpu", threads=self.latency_threads, batch_size=self.latency_batch_size)
 
+    def scorer_kwargs(self) -> dict[str, Any]:
+        """How students are scored, as :class:`~ddc_env.scoring.LiveScorer` (and a Ray pool's workers) take it:
+        ``fidelity``, ``latency``, ``latency_protocol`` and ``device``."""
+        return {"fidelity": dict(self.fidelity) if isinstance(self.fidelity, Mapping) else self.fidelity,
+                "latency": self.latency, "latency_protocol": self.latency_protocol(), "device": self.device}
+
 
 def check_behaviour(action_mode: str, stages: str, masked_action: str, render_mode: str | None,
                     seed: int | None) -> None:
@@ -133,8 +139,7 @@ def make_config(config: EnvConfig | None = None, **overrides: Any) -> EnvConfig:
 
 def make_live_scorer(config: EnvConfig, task: Task) -> LiveScorer:
     """The live scorer a config describes: KD at its fidelity, timed with its latency settings."""
-    return LiveScorer(task, dict(config.fidelity) if isinstance(config.fidelity, Mapping) else config.fidelity,
-                      latency=config.latency, latency_protocol=config.latency_protocol(), device=config.device)
+    return LiveScorer(task, **config.scorer_kwargs())
 
 
 class DDCEnv(gym.Env):
@@ -246,7 +251,8 @@ class DDCEnv(gym.Env):
 
     ``DDCEnv(config: EnvConfig | None = None, *, scorer: Scorer | None = None, **overrides)``, e.g.
     ``gym.make("DDC-ResNet18-CIFAR10", fidelity="zero")``; an unknown argument raises a ValueError listing the
-    allowed ones. ``scorer`` replaces the default live scorer (its task replaces the task arguments).
+    allowed ones. ``scorer`` replaces the default live scorer (its task replaces the task arguments), e.g.
+    ``CachedScorer(RayScorer(...), store)`` to evaluate on a Ray pool (:mod:`ddc_env.scoring.ray`).
 
     - ``model``: the zoo architecture of the teacher (``ddc_env.models.MODELS``); ``model_kwargs`` (e.g.
       ``{"stem": "imagenet"}``) complete it for an "auto" teacher (a checkpoint brings its own architecture).
@@ -254,7 +260,9 @@ class DDCEnv(gym.Env):
       now when that takes under 5 minutes here, or with ``train_teacher=True``, with ``teacher_epochs`` /
       ``teacher_recipe``), a checkpoint path (it brings its own architecture), or a loaded ``TeacherCheckpoint``.
     - ``dataset``, ``data_dir``, ``download``, ``classes``, ``max_train``, ``max_val``: the data
-      (see :class:`ddc_env.data.DataConfig`); ``classes`` may be a subset of the teacher's classes.
+      (see :class:`ddc_env.data.DataConfig`); ``classes`` may be a subset of the teacher's classes. ``data_dir``
+      defaults to ``$DDC_DATA_DIR``, else ``$DDC_HOME/data``; a torchvision dataset (cifar10, cifar100, mnist,
+      svhn) that is not there is downloaded into it (``download=False`` to refuse).
     - ``fidelity``: how students are trained and measured: "smoke", "zero", "fast", "standard", "n2n_paper",
       "ddc_paper", a dict of overrides ``{"name": "fast", "epochs": 2}`` or a ``Fidelity``.
     - ``reward``: "calibrated" (default), "ddc" (the paper's), "n2n", a dict (``{"name": "budget",
@@ -304,6 +312,7 @@ class DDCEnv(gym.Env):
         self.stages, self.masked_action, self.render_mode = stages, masked_action, render_mode
         self._seed = seed
         self._episodes = 0  # finished episodes: the clock of a reward's schedule (N2N's budget annealing)
+        self._prefetched: dict[str, list[Future]] = {}  # spec hash -> futures of prefetch(), oldest first
         self._precompute()
 
         n, a = len(self.decisions), len(self.action_choices)
@@ -424,7 +433,7 @@ class DDCEnv(gym.Env):
             return 1
         left = len(self._plan) - self._pos
         if self._pass == "removal":
-            left += sum(1 for i in self._shrink_candidates if self._actions[i] != 0)
+            left += len(self._shrink_plan(self._actions))
         return left
 
     @property
@@ -479,16 +488,19 @@ class DDCEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Decide the current decision (one-shot: all of them); the last step scores the student."""
-        if self._done:
-            raise RuntimeError("the episode is over; call reset() before step()")
+        self._check_running()
         if self._one_shot:
-            return self._step_one_shot(action)
-        a = self._check_action(action)
-        j = self._plan[self._pos]
-        if not self._mask_lists[self._pass][j][a]:
-            if self.masked_action == "penalty":
-                return self._end_invalid(self._masked_reason(j, a))
-            a, self._masked = self._nearest[self._pass][j][a], self._masked + 1
+            actions, masked, invalid = self._one_shot_actions(action)
+            if invalid:
+                return self._end_invalid(invalid)
+            self._masked = masked
+            self._actions = actions
+            self._kept -= sum(self._savings[j][a] for j, a in enumerate(self._actions))
+            return self._finish()
+        j, a, masked, invalid = self._sequential_action(action)
+        if invalid:
+            return self._end_invalid(invalid)
+        self._masked += masked
         self._actions[j] = a
         self._kept -= self._savings[j][a]
         self._prev = self._action_width[a]
@@ -497,27 +509,65 @@ class DDCEnv(gym.Env):
             if self._pass != "removal":
                 return self._finish()
             self._pass, self._pos = "shrink", 0
-            self._plan = [i for i in self._shrink_candidates if self._actions[i] != 0]
+            self._plan = self._shrink_plan(self._actions)
             if not self._plan:
                 return self._finish()
         return self._observation(), 0.0, False, False, {}
 
-    def _step_one_shot(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def peek_step(self, action: Any) -> tuple[bool, dict[str, Choice] | None]:
+        """What :meth:`step` would do with ``action`` now, without doing it: ``(ends, choices)``, whether the step
+        ends the episode and, when it ends on a student, that student's choices (what :meth:`prefetch` takes;
+        None when the episode goes on or a masked action ends it under ``masked_action="penalty"``). Lets an agent
+        play several episodes up to their last step and have their students scored concurrently."""
+        self._check_running()
+        if self._one_shot:
+            actions, _, invalid = self._one_shot_actions(action)
+            return True, None if invalid else self._choices_of(actions)
+        j, a, _, invalid = self._sequential_action(action)
+        if invalid:
+            return True, None
+        if self._pos + 1 < len(self._plan):
+            return False, None
+        actions = [*self._actions]
+        actions[j] = a
+        if self._pass == "removal" and self._shrink_plan(actions):
+            return False, None
+        return True, self._choices_of(actions)
+
+    def _check_running(self) -> None:
+        if self._done:
+            raise RuntimeError("the episode is over; call reset() before step()")
+
+    def _sequential_action(self, action: Any) -> tuple[int, int, bool, str | None]:
+        """The current step's decision index, the action taken (a masked one mapped to the nearest allowed one),
+        whether it was mapped, and the reason when the action ends the episode as invalid (penalty mode)."""
+        a = self._check_action(action)
+        j = self._plan[self._pos]
+        if self._mask_lists[self._pass][j][a]:
+            return j, a, False, None
+        if self.masked_action == "penalty":
+            return j, a, False, self._masked_reason(j, a)
+        return j, self._nearest[self._pass][j][a], True, None
+
+    def _one_shot_actions(self, action: Any) -> tuple[list[int], int, str | None]:
+        """A one-shot action's per-decision actions (masked ones mapped to the nearest allowed ones), how many were
+        mapped, and the reason when the action ends the episode as invalid (penalty mode)."""
         n, a_count = len(self.decisions), len(self.action_choices)
         actions = np.asarray(action)
         if actions.shape != (n,) or actions.dtype.kind not in "iu" or actions.min() < 0 or actions.max() >= a_count:
             raise ValueError(f"a one-shot action is an integer array of shape ({n},) with values in "
                              f"[0, {a_count}); got {action!r}")
         allowed = self._masks["joint"][np.arange(n), actions]
-        if not allowed.all():
-            if self.masked_action == "penalty":
-                j = int(np.flatnonzero(~allowed)[0])
-                return self._end_invalid(self._masked_reason(j, int(actions[j])))
-            self._masked = int((~allowed).sum())
-            actions = np.array([self._nearest["joint"][j][a] for j, a in enumerate(actions.tolist())])
-        self._actions = actions.tolist()
-        self._kept -= sum(self._savings[j][a] for j, a in enumerate(self._actions))
-        return self._finish()
+        if allowed.all():
+            return actions.tolist(), 0, None
+        if self.masked_action == "penalty":
+            j = int(np.flatnonzero(~allowed)[0])
+            return actions.tolist(), 0, self._masked_reason(j, int(actions[j]))
+        return [self._nearest["joint"][j][a] for j, a in enumerate(actions.tolist())], int((~allowed).sum()), None
+
+    def _shrink_plan(self, actions: list[int | None]) -> list[int]:
+        """The shrink pass that follows the removal pass's ``actions``: the shrinkable decisions kept."""
+        return [i for i in self._shrink_candidates if actions[i] != 0]
 
     def _check_action(self, action: Any) -> int:
         """The sequential action as an int; ValueError when it is not an element of the action space."""
@@ -558,7 +608,10 @@ class DDCEnv(gym.Env):
 
     def choices(self) -> dict[str, Choice]:
         """The choices made so far, decision name -> "remove" | width | Keep (undecided: absent)."""
-        return {d.name: self.action_choices[a] for d, a in zip(self.decisions, self._actions) if a is not None}
+        return self._choices_of(self._actions)
+
+    def _choices_of(self, actions: list[int | None]) -> dict[str, Choice]:
+        return {d.name: self.action_choices[a] for d, a in zip(self.decisions, actions) if a is not None}
 
     # -- scoring -----------------------------------------------------------------------------------------
     def evaluate_choices(self, choices: Mapping[str, Choice]) -> dict[str, Any]:
@@ -570,13 +623,23 @@ class DDCEnv(gym.Env):
 
     def prefetch(self, choices: Mapping[str, Choice]) -> Future:
         """Start scoring the student of ``choices`` without waiting (a parallel scorer works on it meanwhile);
-        the episode that ends on these choices later finds it cached. Returns the scorer's future."""
-        return self.scorer.submit(self.task.student_spec(choices))
+        returns the scorer's future. The next episode that ends on these choices takes this future's record as its
+        own (the same ``cache_hit`` and seconds as if it had asked for it itself); prefetching the same student
+        twice serves two such episodes."""
+        spec = self.task.student_spec(choices)
+        future = self.scorer.submit(spec)
+        self._prefetched.setdefault(spec.hash(), []).append(future)
+        return future
 
     def _finish(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Score and reward the student of the choices made."""
+        """Score and reward the student of the choices made (a prefetched one: its record)."""
         choices = self.choices()
-        record = copy.deepcopy(self.scorer.score(self.task.student_spec(choices)))
+        spec = self.task.student_spec(choices)
+        waiting = self._prefetched.get(spec.hash(), [])
+        future = waiting.pop(0) if waiting else self.scorer.submit(spec)
+        if not waiting:
+            self._prefetched.pop(spec.hash(), None)
+        record = copy.deepcopy(future.result())
         return self._end(record, self._reward(record), choices)
 
     def reward_function(self) -> RewardFn:

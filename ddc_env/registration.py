@@ -41,6 +41,7 @@ PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType({
 # the twins: the table each one scores from, and how
 BENCH_PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType({
     "DDC-Bench-LeNet5-MNIST": {"table": "lenet5_mnist", "backend": "table"},
+    "DDC-Bench-ResNet18-CIFAR10": {"table": "resnet18_cifar10", "backend": "surrogate"},
 })
 LIVE_IDS: tuple[str, ...] = tuple(f"{name}-{VERSION}" for name in PRESETS)
 BENCH_IDS: tuple[str, ...] = tuple(f"{name}-{VERSION}" for name in BENCH_PRESETS)

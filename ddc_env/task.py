@@ -17,21 +17,21 @@ import dataclasses
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from .arch import N2N_WIDTHS, REMOVE, Choice, Decision, Keep, NetSpec, apply_decisions, decision_table
 from .data import DataBundle, DataConfig, load_data
-from .models.builders import MODELS
+from .models.builders import MODELS, get_model_spec
 from .models.checkpoints import TeacherCheckpoint, load_teacher
-from .models.teacher import TeacherRecipe, estimate_training_seconds, find_teacher, train_teacher
+from .models.teacher import (TeacherRecipe, estimate_training_seconds, find_teacher, min_training_seconds,
+                             train_teacher)
 from .paths import teachers_dir
 from .train import OptimConfig
-from .validate import check_bool, check_choice, check_int, check_names
+from .userwarn import warn_user
+from .validate import check_bool, check_choice, check_device, check_int, check_names, check_numbers
 
 __all__ = ["Task", "TaskConfig", "TaskError", "load_task"]
 
@@ -47,8 +47,9 @@ class TaskError(ValueError):
 class TaskConfig:
     """What defines a task: the teacher (``teacher``: "auto", a checkpoint path or a loaded checkpoint; ``model``,
     ``model_kwargs``, ``teacher_epochs``, ``teacher_recipe`` only shape an "auto" teacher, a checkpoint brings its
-    own architecture), the data (``dataset``, ``data_dir``, ``download``, ``classes``, ``max_train``,
-    ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``, ``channel_round``, ``min_channels``).
+    own architecture), the data (``dataset``, ``data_dir``, ``download``: fetch a torchvision dataset that is not
+    on disk, ``classes``, ``max_train``, ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``,
+    ``channel_round``, ``min_channels``).
     ``train_teacher``: let an "auto" teacher that is not cached train now even when that takes long."""
 
     model: str = "resnet18"
@@ -56,7 +57,7 @@ class TaskConfig:
     teacher: str | os.PathLike[str] | TeacherCheckpoint = "auto"
     dataset: str = "cifar10"
     data_dir: str | None = None
-    download: bool = False
+    download: bool = True
     classes: str | tuple[str | int, ...] | None = None
     max_train: int | None = None
     max_val: int | None = None
@@ -81,8 +82,6 @@ class TaskConfig:
             check_int(getattr(self, name), name, minimum=1, optional=True)
         for name in ("download", "kernel_shrink", "train_teacher"):
             check_bool(getattr(self, name), name)
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
         if isinstance(self.classes, list):
             object.__setattr__(self, "classes", tuple(self.classes))
         if isinstance(self.data_dir, os.PathLike):
@@ -92,10 +91,14 @@ class TaskConfig:
         if not isinstance(self.teacher, (str, os.PathLike, TeacherCheckpoint)):
             raise ValueError(f"teacher must be 'auto', a checkpoint path or a TeacherCheckpoint, "
                              f"got {type(self.teacher).__name__}")
-        if not isinstance(self.device, str):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        check_device(self.device)
         self.recipe()
         self.data_config()
+        if self.teacher == "auto":  # the zoo builds the teacher: its arguments must build a spec
+            try:
+                get_model_spec(self.model, **self.model_kwargs)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"model_kwargs of {self.model}: {e}") from None
 
     def data_config(self) -> DataConfig:
         """The data the students are trained and rewarded on."""
@@ -116,8 +119,14 @@ class TaskConfig:
             if isinstance(kwargs.get("optim"), Mapping):
                 check_names(kwargs["optim"], [f.name for f in dataclasses.fields(OptimConfig)],
                             "teacher_recipe.optim field(s)")
-                kwargs["optim"] = OptimConfig(**kwargs["optim"])
-            recipe = TeacherRecipe(**kwargs)
+                try:
+                    kwargs["optim"] = OptimConfig(**kwargs["optim"])
+                except ValueError as e:
+                    raise ValueError(f"teacher_recipe.optim: {e}") from None
+            try:
+                recipe = TeacherRecipe(**kwargs)
+            except ValueError as e:
+                raise ValueError(f"teacher_recipe: {e}") from None
         elif recipe is None:
             recipe = TeacherRecipe()
         elif not isinstance(recipe, TeacherRecipe):
@@ -127,11 +136,8 @@ class TaskConfig:
 
 def check_widths(widths: Any) -> tuple[float, ...]:
     """``widths`` as a tuple of floats: strictly increasing, in (0, 1], including 1.0."""
-    try:
-        out = tuple(float(w) for w in widths)
-    except (TypeError, ValueError):
-        raise ValueError(f"width_choices must be a sequence of numbers, got {widths!r}") from None
-    if not out or any(not 0.0 < w <= 1.0 for w in out) or 1.0 not in out or list(out) != sorted(set(out)):
+    out = check_numbers(widths, "width_choices", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    if 1.0 not in out or list(out) != sorted(set(out)):
         raise ValueError(f"width_choices must be strictly increasing numbers in (0, 1] that include 1.0, "
                          f"got {widths!r}; e.g. {N2N_WIDTHS}")
     return out
@@ -315,32 +321,21 @@ def _auto_teacher(config: TaskConfig, data: DataBundle, progress: bool) -> Teach
         if key in kwargs and _as_tuple(kwargs.pop(key)) != _as_tuple(from_data[key]):
             raise TaskError(f"model_kwargs[{key!r}]={config.model_kwargs[key]!r} does not match the data "
                             f"({config.dataset}: {key}={from_data[key]!r})")
-    seconds = estimate_training_seconds(config.model, data, recipe, model_kwargs=kwargs, device=config.device)
     command = (f"ddc teacher train --model {config.model} --dataset {config.dataset}"
-               + (f" --data-dir {config.data_dir}" if config.data_dir else "") + f" --epochs {recipe.epochs}")
-    if seconds > AUTO_TRAIN_LIMIT_SECONDS and not config.train_teacher:
-        raise TaskError(f"no cached {config.model} teacher for {config.dataset} in {teachers_dir()}, and training "
-                        f"one ({recipe.epochs} epochs, {len(data.train) * recipe.epochs:,} images) would take about "
-                        f"{_duration(seconds)} here: run `{command}` first, pass teacher=<checkpoint path>, or "
-                        f"pass train_teacher=True to train it now")
-    warnings.warn(f"no cached {config.model} teacher for {config.dataset} in {teachers_dir()}; training one now "
-                  f"(about {_duration(seconds)} here, measured on a few steps). It is cached for later runs; "
-                  f"`{command}` does the same ahead of time.", UserWarning, stacklevel=_user_stacklevel())
+               + (f" --data-dir {config.data_dir}" if config.data_dir else "")
+               + (f" --max-train {config.max_train}" if config.max_train else "") + f" --epochs {recipe.epochs}")
+    where = f"no cached {config.model} teacher for {config.dataset} in {teachers_dir()}"
+    # the bound takes a moment; the probe trains a few real steps (minutes for a large model on a CPU)
+    for estimate, how in ((min_training_seconds, "at least"), (estimate_training_seconds, "about")):
+        seconds = estimate(config.model, data, recipe, model_kwargs=kwargs, device=config.device)
+        if seconds > AUTO_TRAIN_LIMIT_SECONDS and not config.train_teacher:
+            raise TaskError(f"{where}, and training one ({recipe.epochs} epochs, {len(data.train) * recipe.epochs:,} "
+                            f"images) would take {how} {_duration(seconds)} here: run `{command}` first, pass "
+                            f"teacher=<checkpoint path>, or pass train_teacher=True to train it now")
+    warn_user(f"{where}; training one now (about {_duration(seconds)} here, measured on a few steps). It is cached "
+              f"for later runs; `{command}` does the same ahead of time.")
     return train_teacher(config.model, data_cfg, recipe, model_kwargs=kwargs, device=config.device,
                          progress=progress)
-
-
-def _user_stacklevel() -> int:
-    """The stack level of the first frame outside ddc_env and gymnasium: warnings point at the user's line."""
-    import inspect
-
-    level = 1
-    for frame in inspect.stack()[1:]:
-        level += 1
-        module = frame.frame.f_globals.get("__name__", "")
-        if not (module.startswith("ddc_env") or module.startswith("gymnasium")):
-            return level - 1
-    return level
 
 
 def _student_classes(teacher: TeacherCheckpoint, data: DataBundle) -> tuple[int, ...] | None:

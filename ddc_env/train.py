@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .validate import check_bool, check_choice, check_device, check_number
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
 Batch = tuple[torch.Tensor, ...]  # (inputs, *targets)
 LossFn = Callable[..., torch.Tensor]  # loss_fn(logits, *targets) -> scalar
 
@@ -21,7 +26,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``/"auto" -> CUDA when available, else CPU; anything else is checked and returned."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    dev = torch.device(check_device(device) if isinstance(device, str) else device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
     return dev
@@ -48,8 +53,7 @@ class Precision:
     @classmethod
     def for_device(cls, device: torch.device, amp: str = "auto", channels_last: str | bool = "auto") -> "Precision":
         """``amp``: "auto" (bf16 where fast), "bf16", "fp16" (CUDA only) or "off"."""
-        if amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be one of auto, bf16, fp16, off; got {amp!r}")
+        check_choice(amp, "amp", AMP_MODES)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}.get(amp)
         if amp == "auto":
             dtype = torch.bfloat16 if bf16_supported(device) else None
@@ -81,6 +85,14 @@ class OptimConfig:
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
 
+    def __post_init__(self) -> None:
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_number(self.lr, "lr", minimum=0.0, exclusive_minimum=True)
+        check_number(self.momentum, "momentum", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        check_bool(self.nesterov, "nesterov")
+        check_number(self.weight_decay, "weight_decay", minimum=0.0)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -91,21 +103,17 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                                      nesterov=cfg.nesterov and cfg.momentum > 0,
                                                      weight_decay=cfg.weight_decay)
-    elif cfg.optimizer in ("adam", "adamw"):
+    else:  # adam or adamw: OptimConfig checked the name
         cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
         opt = cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"optimizer must be sgd, adam or adamw; got {cfg.optimizer!r}")
     total_steps = max(1, total_steps)
     if cfg.schedule == "onecycle" and total_steps >= 4:  # warm-up needs at least two steps
         sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=max(0.25, 2.5 / total_steps))
     elif cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    elif cfg.schedule in ("constant", "onecycle"):
+    else:  # constant, or onecycle with too few steps to warm up
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    else:
-        raise ValueError(f"schedule must be onecycle, cosine or constant; got {cfg.schedule!r}")
     return opt, sched
 
 

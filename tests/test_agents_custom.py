@@ -12,6 +12,7 @@ Controllers are tiny, so these tests run torch on one thread (faster than two on
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import itertools
@@ -26,7 +27,8 @@ import pytest
 import torch
 
 import ddc_env  # noqa: F401  (registers the ids)
-from ddc_env.agents.common import load_checkpoint
+from ddc_env.agents import AGENTS
+from ddc_env.agents.common import load_checkpoint, make_hyperparams
 from ddc_env.cli.runs import SearchLog
 from ddc_env.agents.controllers import (EncoderDecoder, RecurrentActorCritic, RemovalPolicy, ShrinkPolicy, sample_masked,
                                 seeded)
@@ -122,6 +124,56 @@ def test_agent_runs_checkpoints_and_resumes(agent, stages, hyperparams, synth_te
     assert all(info["cache_hit"] for info in straight.infos)
     resumed_weights, straight_weights = controller_of(ckpt), controller_of(tmp_path / "straight.pt")
     assert all(torch.equal(resumed_weights[k], straight_weights[k]) for k in straight_weights)
+
+
+@pytest.mark.parametrize("agent", ["reinforce", "actor_critic", "encoder_decoder"])
+def test_every_hyperparameter_is_checked_at_construction(agent):
+    """Every field of an agent's ``Hyperparams`` refuses a value of the wrong type, NaN, infinity or a value out of
+    range with a one-line ValueError naming the field (an lr of NaN used to make every update NaN silently)."""
+    cls = importlib.import_module(AGENTS[agent].module).Hyperparams
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        default = getattr(defaults, f.name)
+        bad: list[Any] = ["x", True, [1]]
+        if isinstance(default, float):
+            bad += [math.nan, math.inf, -1.0]
+        elif isinstance(default, int) or f.name == "removal_iterations":
+            bad += [1.5, -1, math.nan]
+        for value in bad:
+            with pytest.raises(ValueError, match=f"{f.name}.*{value!r}" if isinstance(value, str) else f.name):
+                make_hyperparams(cls, {f.name: value})
+
+
+@pytest.mark.parametrize("agent", ["reinforce", "actor_critic"])
+def test_concurrent_play_gives_the_sequential_episodes(agent, synth_teacher, synth_dir):
+    """play_episodes' concurrent path (each episode played to its last step, its student prefetched, then all
+    replayed in order) gives exactly the episodes of sequential play: same actions, students, rewards, hits."""
+    from ddc_env.agents import actor_critic, reinforce
+    from ddc_env.agents.common import layer_features, play_episodes
+
+    timing = ("eval_seconds", "simulated_seconds", "train_seconds", "train_images_per_second")
+
+    def episodes(concurrent: bool) -> list:
+        env = lenet_env(synth_teacher, synth_dir, fidelity=ZERO, reward="n2n", width_choices=(1.0,),
+                        **LENET_ROUNDING)  # removals only: few students, so a batch repeats some
+        _, info = env.reset(seed=0)
+        n_actions, generator = int(env.action_space.n), torch.Generator().manual_seed(0)
+        if agent == "reinforce":
+            net = seeded(0, lambda: reinforce.make_controller(n_actions, reinforce.Hyperparams()))
+            logits, keep = net["removal"](layer_features(info["layer_table"])), env.unwrapped.action_of(1.0)
+            play = functools.partial(reinforce.rollout, shrink=net["shrink"], removal_logits=logits, stage="joint",
+                                     frozen=None, keep=keep, generator=generator)
+        else:
+            net = seeded(0, lambda: actor_critic.make_controller(n_actions, actor_critic.Hyperparams()))
+            play = functools.partial(actor_critic.rollout, net=net, generator=generator)
+        played = play_episodes(env, 8, play, concurrent=concurrent)
+        env.close()
+        return [(ep.reward, {k: v for k, v in ep.info.items() if k not in timing},
+                 torch.as_tensor(ep.log_prob if agent == "reinforce" else ep.log_probs).tolist()) for ep in played]
+
+    sequential, concurrent = episodes(False), episodes(True)
+    assert sequential == concurrent
+    assert any(info["cache_hit"] for _, info, _ in sequential)  # repeats in the batch are hits in both
 
 
 def test_bad_arguments_are_clear_errors(synth_teacher, synth_dir, tmp_path):

@@ -178,11 +178,32 @@ def test_bad_arguments(make_env, monkeypatch: pytest.MonkeyPatch) -> None:
         sb3.run(_no_env, episodes=1, log=RecordingLog(), nsteps=8)
     with pytest.raises(ValueError, match="episodes must be a positive integer"):
         sb3.run(_no_env, episodes=0, log=RecordingLog())
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0, got nan"):
+        sb3.run(_no_env, episodes=1, log=RecordingLog(), learning_rate=float("nan"))
     with pytest.raises(ValueError, match="dqn needs a Discrete action space.*one_shot"):
         sb3.run(make_env(action_mode="one_shot"), episodes=1, log=RecordingLog(), algo="dqn")
     monkeypatch.setitem(sys.modules, "sb3_contrib", None)
-    with pytest.raises(ImportError, match=r"pip install ddc-env\[contrib\]"):
+    with pytest.raises(ImportError, match=r"needs sb3-contrib.*pip install sb3-contrib"):
         sb3.run(_no_env, episodes=1, log=RecordingLog(), algo="recurrent_ppo")
+
+
+@pytest.mark.parametrize("algo", sb3.ALGOS)
+def test_every_hyperparameter_override_is_checked_without_building_anything(algo: str) -> None:
+    """Each of HYPERPARAMS[algo] refuses a value of the wrong type or NaN with a one-line error naming it; the
+    defaults and SB3's other forms (a schedule, ``[n, "episode"]``, ``gradient_steps=-1``) pass."""
+    for name in sb3.HYPERPARAMS[algo]:
+        for value in ("x", float("nan"), [1, 2, 3]):
+            with pytest.raises(ValueError, match=name):
+                sb3.check_hyperparams(algo, {name: value})
+    sb3.check_hyperparams(algo, dict(sb3.HYPERPARAMS[algo]))
+    sb3.check_hyperparams(algo, {"learning_rate": lambda progress: 1e-3 * progress})
+    if algo == "dqn":
+        sb3.check_hyperparams(algo, {"train_freq": [2, "episode"], "gradient_steps": -1, "batch_size": 1})
+        with pytest.raises(ValueError, match="train_freq must be a positive integer or"):
+            sb3.check_hyperparams(algo, {"train_freq": [2, "epoch"]})
+    else:
+        with pytest.raises(ValueError, match="gamma must be a finite number >= 0 and <= 1, got 1.5"):
+            sb3.check_hyperparams(algo, {"gamma": 1.5})
 
 
 def test_hyperparams_sized_in_episodes() -> None:

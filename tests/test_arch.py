@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ddc_env.arch import (REMOVE, ActionError, Block, Conv, GlobalPool, Keep, Linear, NetSpec, Pool, SpecError,
                           apply_decisions, build, decision_table, inherit, recalibrate_batchnorm, round_channels,
                           uniform_choices)
-from ddc_env.models import MODELS, lenet5, resnet18, resnet50, vgg11
+from ddc_env.models import MODELS, lenet5, resnet18, vgg11
 
 SMALL = {  # zoo models at small input sizes keep the tests fast
     "resnet18": dict(input_size=(16, 16)),

@@ -260,13 +260,15 @@ def test_int8_of_a_saved_model(env_kwargs, synth_teacher, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name, kwargs, message", [
-    ("deep_compression", {"sparsity": 1.5}, r"sparsity must be a fraction in \[0, 1\)"),
-    ("deep_compression", {"k": 0}, "k must be an integer or a non-empty list"),
-    ("deep_compression", {"k": [16, 0]}, "k must be an integer or a non-empty list"),
-    ("deep_compression", {"prune_steps": 0}, "prune_steps must be an integer >= 1"),
+    ("deep_compression", {"sparsity": 1.5}, r"sparsity must be a finite number >= 0 and < 1, got 1.5"),
+    ("deep_compression", {"k": 0}, r"k must be an integer in \[1, 65536\], got 0"),
+    ("deep_compression", {"k": [16, 0]}, r"k must be an integer in \[1, 65536\], got 0"),
+    ("deep_compression", {"k": []}, "k must be an integer or a non-empty list of integers"),
+    ("deep_compression", {"prune_steps": 0}, "prune_steps must be a positive integer"),
+    ("deep_compression", {"huffman": 1}, "huffman must be true or false"),
     ("int8", {"model": "no/such/best_student.json"}, "model must be 'teacher' or the path of an existing spec"),
-    ("int8", {"backend": "arm"}, "backend must be one of"),
-    ("int8", {"calibration_images": 0}, "calibration_images must be an integer >= 1"),
+    ("int8", {"backend": "arm"}, "unknown backend 'arm'; allowed"),
+    ("int8", {"calibration_images": 0}, "calibration_images must be a positive integer"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(env_kwargs, tmp_path, name: str, kwargs: dict,
                                                         message: str) -> None:

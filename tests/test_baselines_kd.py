@@ -148,16 +148,19 @@ def test_explicit_assistants_and_zoo_students(env_kwargs, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name, kwargs, match", [
-    ("kd_student", {"student": "resnet99"}, "student must be"),
+    ("kd_student", {"student": "resnet99"}, r"unknown student 'resnet99'; allowed: \['ddc_small_vgg'"),
     ("kd_student", {"width": 0}, "width must be"),
-    ("kd_student", {"student": "vgg11", "width": 1.5}, r"width must be a number in \(0, 1\]"),
+    ("kd_student", {"student": "vgg11", "width": 1.5}, r"width must be a finite number > 0 and <= 1, got 1.5"),
     ("kd_student", {"epochs": -1}, "epochs"),
     ("kd_student", {"lr": 0.0}, "lr must be"),
+    ("kd_student", {"lr": float("nan")}, "lr must be a finite number > 0 or None, got nan"),
+    ("kd_student", {"chain": "yes"}, "chain must be true or false"),
     ("kd_student", {"assistants": [0.5]}, "need chain=true"),
     ("kd_pyramid", {"chain": False}, "unknown argument"),
     ("kd_pyramid", {"width": 0.25, "assistants": [0.5, 0.75]}, "decreasing"),
     ("kd_pyramid", {"width": 0.25, "assistants": [0.25]}, "above the student"),
-    ("kd_pyramid", {"assistants": "0.5"}, "list of widths"),
+    ("kd_pyramid", {"assistants": "0.5"}, r"assistants \(widths\) must be a list of numbers"),
+    ("kd_pyramid", {"width": 0.25, "assistants": [0.5, "x"]}, r"each of assistants \(widths\) must be a finite"),
 ])
 def test_bad_kwargs_raise(name: str, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):

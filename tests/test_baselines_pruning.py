@@ -11,7 +11,9 @@ import yaml
 
 from ddc_env.baselines import BASELINES
 from ddc_env.baselines.common import Context
+from ddc_env.cli import baseline as cli_baseline
 from ddc_env.cli.baseline import BaselineConfig, load_baseline_config, run_baseline
+from ddc_env.cli.runs import locked
 from ddc_env.baselines.structured_pruning import allocate_global, allocate_per_layer, l1_ranking, taylor_importance
 from ddc_env.arch import build, channel_counts, inherit, with_channels
 from ddc_env.cli import main
@@ -126,8 +128,12 @@ def test_uniform_baseline_matches_the_envs_uniform_students(tmp_path, synth_teac
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"ratio": 1.5}, "ratio must be in (0, 1)"),
-    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"ratio": 1.5}, "ratio must be a finite number > 0 and < 1, got 1.5"),
+    ({"ratio": float("nan")}, "ratio must be a finite number > 0 and < 1, got nan"),
+    ({"steps": 0}, "steps must be a positive integer, got 0"),
+    ({"steps": 2.0}, "steps must be a positive integer, got 2.0"),
+    ({"epochs": "1"}, "epochs must be an integer >= 0 or None, got '1'"),
+    ({"target": "size"}, "unknown target 'size'; allowed: ['params', 'flops']"),
     ({"ranking": "l1"}, "unknown argument(s) ['ranking']"),  # fixed by the registry entry
     ({"bogus": 1}, "unknown argument(s) ['bogus']"),
 ])
@@ -157,15 +163,41 @@ def test_cli_baseline_runs_a_config_section_with_overrides(tmp_path, synth_teach
 
 @pytest.mark.parametrize("argv, message", [
     (["baseline", "nope"], "invalid choice: 'nope'"),
-    (["baseline", "uniform", "--set", "baselines.uniform.widths=[2]"], "widths must be a non-empty list"),
+    (["baseline", "uniform", "--set", "baselines.uniform.widths=[2]"],
+     "each of widths must be a finite number > 0 and <= 1, got 2"),
+    (["baseline", "uniform", "--set", "baselines.uniform.epochs=1.5"], "epochs must be an integer >= 0 or None"),
+    (["baseline", "l1_pruning", "--set", "baselines.l1_pruning.ratio=.nan"], "ratio must be a finite number"),
     (["baseline", "uniform", "--set", "env_kwargs.fidelity=bogus"], "unknown fidelity 'bogus'"),
+    (["baseline", "uniform", "--set", "env_kwargs.fidelity={name: smoke, lr: .nan}"],
+     "fidelity lr must be a finite number > 0, got nan"),
+    (["baseline", "uniform", "--set", "env_kwargs.device=gpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    (["baseline", "uniform", "--set", "seed=-1"], "seed must be an integer >= 0"),
     (["baseline", "uniform", "--set", "bogus=1"], "unknown baselines config key 'bogus' in override"),
 ])
 def test_cli_baseline_errors_are_clear(argv, message, tmp_path, synth_teacher, synth_dir, capsys):
+    """Every bad value is one line on stderr with exit code 2, before the run folder exists."""
     path = _write_config(tmp_path, synth_teacher, synth_dir)
-    argv = [*argv[:2], "--config", str(path), *argv[2:]] if argv[1] != "nope" else argv + ["--config", str(path)]
+    out = ["--out", str(tmp_path / "run")]
+    argv = [*argv[:2], "--config", str(path), *out, *argv[2:]] if argv[1] != "nope" else [*argv, "--config", str(path)]
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_baseline_on_a_run_folder_in_use_fails_at_once(tmp_path, synth_teacher, synth_dir, capsys,
+                                                                 monkeypatch):
+    """While one process writes a baseline run folder, a second ``ddc baseline --out`` on it fails before loading
+    the teacher and data (it used to load them first)."""
+    path = _write_config(tmp_path, synth_teacher, synth_dir)
+    out = tmp_path / "run"
+    loaded = []
+    monkeypatch.setattr(cli_baseline, "load_task", lambda *args, **kwargs: loaded.append(args))
+    with locked(out):  # what a running baseline holds
+        assert main(["baseline", "uniform", "--config", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another process" in err and len(err.strip().splitlines()) == 1
+    assert loaded == [] and [p.name for p in out.iterdir()] == [".lock"]
 
 
 def test_shipped_baseline_configs_load_every_baseline():

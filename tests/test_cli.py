@@ -24,23 +24,26 @@ def _train(data_dir: Path, *extra: str) -> int:
 
 def test_teacher_train_list_info(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _train(data_dir) == 0
-    pt = tmp_path / "home" / "teachers" / "lenet5_synth_seed0.pt"
-    assert pt.is_file() and sidecar_path(pt).is_file()
+    [pt] = (tmp_path / "home" / "teachers").glob("lenet5_synth_e2_seed0_*.pt")
+    assert sidecar_path(pt).is_file()
     assert f"saved {pt}: val_acc" in capsys.readouterr().out
 
     assert main(["teacher", "list"]) == 0
     out = capsys.readouterr().out
-    assert "lenet5_synth_seed0.pt" in out and "synth (4 classes)" in out and "61,218" in out
+    assert pt.name in out and "synth (4 classes)" in out and "61,218" in out
+    assert "2 epochs, batch 32, lr 0.05, seed 0" in out  # the recipe
 
-    assert main(["teacher", "info", "lenet5_synth_seed0"]) == 0
+    assert main(["teacher", "info", pt.stem]) == 0
     out = capsys.readouterr().out
     assert "model: lenet5" in out and "val_acc:" in out and "verified: sha256 matches" in out
 
     data = bytearray(pt.read_bytes())
     data[-100] ^= 0xFF
     pt.write_bytes(bytes(data))
-    assert main(["teacher", "info", str(pt)]) == 1
-    assert "verification FAILED: sha256 mismatch" in capsys.readouterr().out
+    assert main(["teacher", "info", str(pt)]) == 2  # the failure on stderr, as every bad input
+    captured = capsys.readouterr()
+    assert "model: lenet5" in captured.out and "verification FAILED" not in captured.out
+    assert "verification FAILED: sha256 mismatch" in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
 def test_teacher_train_subset_to_explicit_path(data_dir: Path, tmp_path: Path,
@@ -58,6 +61,13 @@ def test_teacher_train_subset_to_explicit_path(data_dir: Path, tmp_path: Path,
     (["teacher", "train", "--model", "lenet5", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--classes", "zzz"], "unknown class 'zzz'"),
     (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--epochs", "0"], "positive integer"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--lr", "nan"], "positive finite number"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--lr", "inf"], "positive finite number"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--seed", "-1"], "seed must be an integer >= 0"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--device", "gpu"], "device must be 'auto'"),
+    (["teacher", "train", "--model", "lenet5", "--dataset", "synth", "--out", "."], "is a directory"),
+    (["teacher", "train", "--model", "lenet5", "--spec", "x.json", "--dataset", "synth"], "not allowed with"),
+    (["teacher", "train", "--spec", "missing.json", "--dataset", "synth"], "--spec missing.json: [Errno 2]"),
     (["teacher", "info", "missing.pt"], "no checkpoint 'missing.pt'"),
     (["teacher", "list", "--dir", "/nonexistent/dir"], "is not a directory"),
     (["teacher"], "required: ACTION"),

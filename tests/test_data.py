@@ -259,7 +259,7 @@ def test_caps_in_load_data(tmp_path: Path) -> None:
 def test_subsets_by_names_indices_and_named_sets(tmp_path: Path) -> None:
     a = make_dataset(tmp_path, dataset="cifar10", n_classes=10, per_class=20, shape=(4, 4, 3))
     full = load_data(dataset="cifar10", data_dir=tmp_path)
-    for spec in [("cat", "dog"), (3, 5), ("cat", 5), "cat,dog"]:
+    for spec in [("cat", "dog"), (3, 5), ("cat", 5), "cat,dog", "3,5", " 3, dog"]:  # indices in a string too
         b = load_data(dataset="cifar10", data_dir=tmp_path, classes=spec)
         assert b.class_indices == (3, 5) and b.class_names == ("cat", "dog") and b.num_classes == 2
         assert b.fingerprint() == load_data(dataset="cifar10", data_dir=tmp_path, classes=(3, 5)).fingerprint()
@@ -456,10 +456,11 @@ def test_unknown_dataset_and_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no local files for 'cifar10_jpeg': expected .*cifar10_jpeg_train\.npz"):
         load_data(dataset="cifar10_jpeg", data_dir=tmp_path)
     with pytest.raises(DataError, match=r"data_dir .*missing does not exist; expected cifar10_train\.npz .*"
-                                        r"cifar-10-batches-py.*download=True"):
+                                        r"cifar-10-batches-py.*Ways forward: data_dir=.*download=True.*mnist_sample"):
         load_data(dataset="cifar10", data_dir=tmp_path / "missing")
     with pytest.raises(DataError, match=r"data_dir .*missing does not exist; expected mine_train\.npz and "
-                                        r"mine_test\.npz there$"):
+                                        r"mine_test\.npz in .*missing\. Ways forward: data_dir=<a folder holding "
+                                        r"them> \(or set \$DDC_DATA_DIR\)$"):
         load_data(dataset="mine", data_dir=tmp_path / "missing")
     with pytest.raises(DataError, match=r"data_dir .*mine_train\.npz is a file"):
         load_data(dataset="mine", data_dir=tmp_path / "mine_train.npz")
@@ -471,7 +472,7 @@ def test_unknown_dataset_and_bad_paths(tmp_path: Path) -> None:
 
 
 def test_torchvision_dataset_absent_without_download(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"cifar10: no local files cifar10_train\.npz .*cifar-10-batches-py.*"
+    with pytest.raises(DataError, match=r"cifar10: not in .* expected cifar10_train\.npz .*cifar-10-batches-py.*"
                                         r"download=True"):
         load_data(dataset="cifar10", data_dir=tmp_path)
 
@@ -526,6 +527,15 @@ def test_bad_config_values(tmp_path: Path) -> None:
         load_data(dataset="cifar10", data_dir=tmp_path, classes=("cat", 3))
     with pytest.raises(DataError, match="classes is empty"):
         load_data(dataset="cifar10", data_dir=tmp_path, classes=())
+    with pytest.raises(DataError, match=r"class index 10 is out of range"):
+        load_data(dataset="cifar10", data_dir=tmp_path, classes="3,10")
+    for bad in (3, 3.5, ("cat", 1.0), ("cat", True)):  # refused when the config is made, before any data is read
+        with pytest.raises(DataError, match="classes must be None, a string or a list of class names or indices"):
+            DataConfig(classes=bad)
+    with pytest.raises(ValueError, match="download must be true or false"):
+        DataConfig(download="yes")
+    with pytest.raises(DataError, match="val_fraction must lie strictly between 0 and 1"):
+        DataConfig(val_split="random", val_fraction="0.1")
     with pytest.raises(DataError, match="val_split 'kfold' is unknown; allowed: every, random"):
         DataConfig(val_split="kfold")
     with pytest.raises(DataError, match="val_every must be an integer >= 2"):

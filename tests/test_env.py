@@ -110,8 +110,19 @@ def test_unknown_argument_lists_allowed_ones():
     ({"render_mode": "human"}, r"'human'.*ansi"),
     ({"width_choices": (0.5, 0.75)}, r"include 1.0"),
     ({"width_choices": (0.5, 0.25, 1.0)}, r"strictly increasing"),
-    ({"width_choices": (0.0, 1.0)}, r"\(0, 1\]"),
-    ({"width_choices": (0.5, 1.5)}, r"\(0, 1\]"),
+    ({"width_choices": (0.0, 1.0)}, r"each of width_choices must be a finite number > 0 and <= 1, got 0.0"),
+    ({"width_choices": (0.5, 1.5)}, r"each of width_choices must be a finite number > 0 and <= 1, got 1.5"),
+    ({"width_choices": ("0.5", 1.0)}, r"each of width_choices must be a finite number"),
+    ({"width_choices": 0.5}, r"width_choices must be a non-empty list of numbers"),
+    ({"device": "gpu"}, r"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    ({"model_kwargs": {"stem": "tiny"}}, r"model_kwargs of resnet18: stem must be 'cifar' or 'imagenet'"),
+    ({"model_kwargs": {"depth": 3}}, r"model_kwargs of resnet18: .*depth"),
+    ({"classes": 3}, r"classes must be None, a string or a list of class names or indices, got 3"),
+    ({"teacher_recipe": {"optim": {"lr": float("nan")}}}, r"lr must be a finite number > 0, got nan"),
+    ({"teacher_recipe": {"label_smoothing": "x"}}, r"label_smoothing must be a finite number"),
+    ({"teacher_recipe": {"amp": "fp8"}}, r"unknown amp 'fp8'"),
+    ({"fidelity": {"name": "fast", "lr": float("nan")}}, r"fidelity lr must be a finite number > 0, got nan"),
+    ({"fidelity": {"name": "fast", "train_samples": -5}}, r"fidelity train_samples must be a positive integer"),
     ({"model": "alexnet"}, r"'alexnet'.*resnet18"),
     ({"fidelity": "ludicrous"}, r"'ludicrous'.*smoke"),
     ({"fidelity": {"name": "fast", "epochz": 2}}, r"epochz"),
@@ -262,8 +273,8 @@ def test_same_seed_same_rewards(world):
 
 
 def test_class_subset_student_and_auto_teacher(world):
-    env = world.env(teacher="auto", classes=(0, 2))
-    assert env.task.teacher.path == world.teacher.path  # the cached whole-dataset teacher
+    env = world.env(teacher="auto", classes=(0, 2), teacher_recipe={"epochs": 3, "batch_size": 64})
+    assert env.task.teacher.path == world.teacher.path  # the cached whole-dataset teacher of that recipe
     assert env.task.class_indices == (0, 2)
     _, info = play(env, {"fc1": 0.5})
     assert info["status"] == "ok" and info["spec"]["units"][-1]["out_features"] == 2
@@ -312,6 +323,50 @@ def test_masked_action_takes_the_nearest_allowed_one_by_default(world):
     _, _, terminated, _, info = one.step(action)
     assert terminated and info["status"] == "ok" and info["masked_actions"] == 1
     assert info["choices"]["conv1"] == 0.25 and info["choices"]["fc2"] == 0.0
+
+
+@pytest.mark.parametrize("overrides", [{"stages": "two_stage"}, {"stages": "two_stage", "width_choices": (1.0,)},
+                                       {"stages": "joint", "masked_action": "penalty"},
+                                       {"action_mode": "one_shot", "masked_action": "penalty"}])
+def test_peek_step_foresees_the_step_and_prefetch_serves_it(world, overrides, monkeypatch):
+    """peek_step says whether a step ends the episode and on which student (any action, masked ones too);
+    a prefetched student is the record of the episode that ends on it (scored once, not a cache hit)."""
+    env = world.env(**overrides)
+    calls = []
+
+    def evaluate(spec):
+        calls.append(spec.hash())
+        return {"status": "ok", "spec_hash": spec.hash(), "eval_seconds": 1.0}
+
+    monkeypatch.setattr(env.scorer.inner, "evaluate", evaluate)
+    env.reward_fn = lambda record: 0.0
+    rng = np.random.default_rng(0)
+    one_shot = isinstance(env.action_space, gym.spaces.MultiDiscrete)
+    seen: set[str] = set()
+    for episode in range(20):
+        env.reset()
+        while True:
+            if one_shot:
+                action = rng.integers(0, len(env.action_choices), len(env.decisions))
+            else:
+                mask = env.action_masks()
+                action = int(rng.choice(np.flatnonzero(mask) if rng.random() < 0.9 else len(mask)))
+            ends, choices = env.peek_step(action)
+            if ends and choices is not None and episode % 2:
+                env.prefetch(choices)
+            _, _, terminated, _, info = env.step(action)
+            assert terminated == ends
+            if terminated:
+                break
+        if info["status"] == "invalid":
+            assert choices is None
+        else:
+            assert env.task.student_spec(choices).hash() == info["spec_hash"] in calls
+            assert info["cache_hit"] is (info["spec_hash"] in seen)
+            seen.add(info["spec_hash"])
+    assert len(calls) == len(set(calls)) == len(seen)  # a prefetched student was scored once, for its episode
+    with pytest.raises(RuntimeError, match="the episode is over"):
+        env.peek_step(0 if not one_shot else np.zeros(len(env.decisions), dtype=int))
 
 
 @pytest.mark.parametrize("action", [8, -1, 1.5, "remove", np.array([1])])
@@ -363,7 +418,7 @@ def test_modes_agree_on_resnet_stages(world, tmp_path, monkeypatch):
     hashes = []
     for overrides in ({"stages": "two_stage"}, {"stages": "joint"}, {"action_mode": "one_shot"}):
         env = DDCEnv(**world.kwargs(model="resnet18", teacher=teacher, dataset="rgb", data_dir=str(tmp_path),
-                                    **overrides))
+                                    reward="n2n", **overrides))
         monkeypatch.setattr(env.scorer.inner, "evaluate", lambda s: {
             "status": "ok", "spec_hash": s.hash(), "val_acc": 1.0, "teacher_val_acc": 1.0, "params": s.params,
             "teacher_params": spec.params, "flops": s.flops, "teacher_flops": spec.flops, "eval_seconds": 0.0})
@@ -418,7 +473,7 @@ def test_registered_ids(world):
              "DDC-ResNet18-CIFAR100", "DDC-LeNet5-MNIST", "DDC-VGG11-MNIST", "DDC-ResNet18-CIFAR10-Vehicles",
              "DDC-ResNet18-CIFAR10-Animals"}
     assert set(registration.LIVE_IDS) == {f"{name}-v0" for name in names}
-    assert "DDC-Bench-LeNet5-MNIST-v0" in registration.BENCH_IDS
+    assert set(registration.BENCH_IDS) == {"DDC-Bench-LeNet5-MNIST-v0", "DDC-Bench-ResNet18-CIFAR10-v0"}
     for env_id in registration.BENCH_IDS:
         assert gym.registry[env_id].entry_point == "ddc_env.twins:DDCBenchEnv"
     for env_id in registration.LIVE_IDS:

@@ -1,5 +1,6 @@
-"""`ddc export` (ddc_env.export): a smoke search's best student, another evaluated student and a uniform
-baseline's final models to TorchScript and ONNX, checked against the torch models with onnxruntime."""
+"""`ddc export` (ddc_env.cli.export): a smoke search's best student, another evaluated student and a uniform
+baseline's final models to TorchScript and ONNX, checked against the torch models with onnxruntime. Exported models
+take float images in [0, 1] and normalise them themselves; their metadata says so."""
 from __future__ import annotations
 
 import json
@@ -10,12 +11,14 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+import yaml
 
 from ddc_env.cli.search import SearchConfig, run_search
 from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import NetSpec
 from ddc_env.cli import main
 from ddc_env.cli.report import load_live, load_model, read_run
+from ddc_env.data import normalize
 from ddc_env.store import ResultsStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")  # the tests load TorchScript files
@@ -35,8 +38,15 @@ def runs(tmp_path_factory, synth_teacher, synth_dir) -> tuple[Path, Path]:
 
 
 def _inputs(n: int = 5) -> torch.Tensor:
-    """A batch of another size than the export's examples (the batch axis must be dynamic)."""
-    return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    """Images in [0, 1] (pixels / 255), a batch of another size than the export's examples (the batch axis must be
+    dynamic)."""
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=torch.Generator().manual_seed(1)).float() / 255
+
+
+def _expected(net: torch.nn.Module, x: torch.Tensor, teacher) -> torch.Tensor:
+    """The torch model's logits for images ``x`` in [0, 1], normalised as the env's data pipeline does."""
+    with torch.no_grad():
+        return net(normalize((x * 255).round().to(torch.uint8), teacher.mean, teacher.std))
 
 
 def _onnx_outputs(path: Path, x: torch.Tensor) -> np.ndarray:
@@ -44,12 +54,11 @@ def _onnx_outputs(path: Path, x: torch.Tensor) -> np.ndarray:
     return session.run(None, {"input": x.numpy()})[0]
 
 
-def test_best_student_to_torchscript_and_onnx(runs, tmp_path, capsys):
+def test_best_student_to_torchscript_and_onnx(runs, tmp_path, capsys, synth_teacher):
     search, _ = runs
     net, _ = load_model(search, {"spec": "best_student.json", "weights": "best_student.pt"})
     x = _inputs()
-    with torch.no_grad():
-        expected = net(x)
+    expected = _expected(net, x, synth_teacher)
 
     assert main(["export", str(search), "--out", str(tmp_path / "best.ts")]) == 0
     printed = capsys.readouterr().out
@@ -63,7 +72,7 @@ def test_best_student_to_torchscript_and_onnx(runs, tmp_path, capsys):
                                atol=1e-4, rtol=1e-3)
 
 
-def test_baseline_results_by_label(runs, tmp_path, capsys):
+def test_baseline_results_by_label(runs, tmp_path, capsys, synth_teacher):
     _, baseline = runs
     results = json.loads((baseline / "summary.json").read_text())["results"]
     x = _inputs(3)
@@ -73,11 +82,11 @@ def test_baseline_results_by_label(runs, tmp_path, capsys):
         assert f"uniform {label.split()[-1]} (baseline)" in capsys.readouterr().out
         model = next(r["model"] for r in results if r["label"] == label)
         net, _ = load_model(baseline, model)
-        with torch.no_grad():
-            np.testing.assert_allclose(_onnx_outputs(out, x), net(x).numpy(), atol=1e-4, rtol=1e-3)
+        np.testing.assert_allclose(_onnx_outputs(out, x), _expected(net, x, synth_teacher).numpy(), atol=1e-4,
+                                   rtol=1e-3)
 
 
-def test_a_torchscript_final_model_exports_too(runs, tmp_path, capsys):
+def test_a_torchscript_final_model_exports_too(runs, tmp_path, capsys, synth_teacher):
     """A baseline whose final model is TorchScript (e.g. an int8 model) is re-saved and exported to ONNX."""
     _, baseline = runs
     run = shutil.copytree(baseline, tmp_path / "scripted")
@@ -87,8 +96,7 @@ def test_a_torchscript_final_model_exports_too(runs, tmp_path, capsys):
     summary["results"][0]["model"] = {"torchscript": "models/scripted.ts"}
     (run / "summary.json").write_text(json.dumps(summary))
     x = _inputs()
-    with torch.no_grad():
-        expected = net(x)
+    expected = _expected(net, x, synth_teacher)
     assert main(["export", str(run), "--out", str(tmp_path / "again.ts")]) == 0
     assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "scripted.onnx")]) == 0
     capsys.readouterr()
@@ -97,7 +105,7 @@ def test_a_torchscript_final_model_exports_too(runs, tmp_path, capsys):
                                rtol=1e-3)
 
 
-def test_any_evaluated_student_by_spec_hash_is_trained_again(runs, tmp_path, capsys):
+def test_any_evaluated_student_by_spec_hash_is_trained_again(runs, tmp_path, capsys, synth_teacher):
     search, _ = runs
     best = json.loads((search / "summary.json").read_text())["best_student"]["spec_hash"]
     with ResultsStore(search / "results.sqlite") as store:
@@ -110,9 +118,38 @@ def test_any_evaluated_student_by_spec_hash_is_trained_again(runs, tmp_path, cap
     student, _ = distiller.train_student(NetSpec.from_dict(row["record"]["spec"]))
     assert distiller.accuracy(student) == row["record"]["val_acc"]
     x = _inputs()
-    with torch.no_grad():
-        expected = student.float().to(memory_format=torch.contiguous_format)(x)
+    expected = _expected(student.float().to(memory_format=torch.contiguous_format), x, synth_teacher)
     assert torch.allclose(torch.jit.load(str(out))(x), expected, atol=1e-4)
+
+
+def test_exported_files_say_what_they_take(runs, tmp_path, capsys, synth_teacher):
+    search, _ = runs
+    assert main(["export", str(search), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert main(["export", str(search), "--out", str(tmp_path / "m.ts")]) == 0
+    capsys.readouterr()
+    onnx_props = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"),
+                                              providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    extra = {"ddc_env.json": ""}
+    torch.jit.load(str(tmp_path / "m.ts"), _extra_files=extra)
+    for props in (onnx_props, json.loads(extra["ddc_env.json"])):
+        assert props["input"].startswith("float32 images in [0, 1], N x C x H x W")
+        assert json.loads(props["normalize_mean"]) == pytest.approx(synth_teacher.mean)
+        assert json.loads(props["normalize_std"]) == pytest.approx(synth_teacher.std)
+        assert json.loads(props["class_names"]) == ["hbar", "vbar", "blob", "plus"]
+
+
+def test_without_the_data_the_teachers_sidecar_gives_the_normalisation(runs, tmp_path, capsys, synth_teacher):
+    search, _ = runs
+    run = shutil.copytree(search, tmp_path / "elsewhere")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["env_kwargs"]["data_dir"] = str(tmp_path / "no-data-here")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(out)]) == 0
+    assert "on random images (data not available" in capsys.readouterr().out
+    net, _ = load_model(run, {"spec": "best_student.json", "weights": "best_student.pt"})
+    x = _inputs()
+    np.testing.assert_allclose(_onnx_outputs(out, x), _expected(net, x, synth_teacher).numpy(), atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("which, argv, message", [

@@ -47,6 +47,19 @@ def test_quickstart_replaces_its_own_output_and_refuses_foreign_folders(tmp_path
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--agent", "sarsa"], "unknown agent 'sarsa'"),
+    (["--fidelity", "turbo"], "unknown fidelity 'turbo'"),
+    (["--seed", "-1"], "seed must be an integer >= 0, got -1"),
+])
+def test_quickstart_checks_its_arguments_before_writing_anything(argv, message, tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--quiet", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_random_search_keeps_the_best_episode(synth_teacher, synth_dir):
     import ddc_env  # noqa: F401  (registers the ids)
 

@@ -3,10 +3,12 @@ session's synthetic LeNet-5 teacher (tests/conftest.py), read together."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from matplotlib.text import Annotation, Text
 
 from ddc_env.cli.runs import SearchLog
 from ddc_env.cli.search import SearchConfig, run_search
@@ -14,7 +16,7 @@ from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import NetSpec, build
 from ddc_env.cli import main
 from ddc_env.models.teacher import evaluate_accuracy
-from ddc_env.cli.report import load_live, read_run
+from ddc_env.cli.report import load_live, pareto_figure, read_run, report_rows
 
 EPISODES = 4
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -132,3 +134,22 @@ def test_report_rejects_what_is_not_a_run_folder(runs, tmp_path, capsys, kind, m
     err = capsys.readouterr().err
     assert err.startswith("ddc report: error:") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_pareto_legend_has_one_entry_per_run_outside_the_axes_and_labels_do_not_overlap(runs, tmp_path):
+    """Twelve runs, the baselines' final models all on one spot: the worst case for labels."""
+    search, baseline = runs
+    dirs = [search] + [shutil.copytree(baseline, tmp_path / f"uniform-{i}") for i in range(11)]
+    runs_ = [read_run(d) for d in dirs]
+    fig = pareto_figure(runs_, report_rows(runs_, test=False))
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    [legend] = fig.legends
+    names = [t.get_text() for t in legend.get_texts()]
+    assert names[:12] == [r.name for r in runs_] and names[12].startswith("teacher") and len(names) == 14
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer))
+        labels = [Text.get_window_extent(a, renderer) for a in ax.texts if isinstance(a, Annotation)]
+        assert len(labels) == 11
+        assert not any(a.overlaps(b) for i, a in enumerate(labels) for b in labels[i + 1:])

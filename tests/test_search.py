@@ -19,7 +19,8 @@ import yaml
 from ddc_env.scoring import LiveScorer
 from ddc_env.agents import AGENTS
 from ddc_env.cli.config import parse_scalar
-from ddc_env.cli.search import SearchConfig, load_config, read_run_config, run_search
+from ddc_env.cli.runs import RunLog, locked, read_episodes
+from ddc_env.cli.search import EnvFactory, SearchConfig, load_config, read_run_config, run_search
 from ddc_env.arch import NetSpec, apply_decisions, build, uniform_choices
 from ddc_env.cli import main
 
@@ -35,6 +36,11 @@ def _write_config(tmp_path: Path, synth_teacher, synth_dir, name: str = "smoke.y
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def _episode_hashes(run_dir: Path) -> set[str]:
+    """Spec hashes of the students of the run's episodes."""
+    return {json.loads(line)["spec_hash"] for line in (run_dir / "episodes.jsonl").read_text().splitlines()}
 
 
 def _store_hashes(run_dir: Path) -> list[str]:
@@ -91,6 +97,13 @@ def test_changing_the_agent_drops_the_configs_agent_kwargs(tmp_path, synth_teach
     ({}, ["agent_kwargs.lr=0.1"], "agent_kwargs of 'random': unknown hyperparameter(s) ['lr']"),
     ({}, ["agent=reinforce", "agent_kwargs.schedule=sideways"], "unknown schedule 'sideways'"),
     ({}, ["n_envs=2"], "n_envs=2: only the stable-baselines3 agents"),
+    ({}, ["agent=actor_critic", "agent_kwargs.lr=.nan"], "agent_kwargs of 'actor_critic': lr must be a finite number "
+                                                        "> 0, got nan"),
+    ({}, ["agent=reinforce", "agent_kwargs.rollouts=2.5"], "rollouts must be a positive integer, got 2.5"),
+    ({}, ["agent=ppo", "agent_kwargs.learning_rate=-0.1"], "learning_rate must be a finite number > 0, got -0.1"),
+    ({}, ["agent=dqn", "agent_kwargs.train_freq=often"], "train_freq must be a positive integer, got 'often'"),
+    ({}, ["env_kwargs.fidelity={name: smoke, epochs: 1.5}"], "fidelity epochs must be an integer >= 0, got 1.5"),
+    ({}, ["env_kwargs.device=gpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
 ])
 def test_bad_configs_name_the_bad_value(tmp_path, synth_teacher, synth_dir, top, overrides, message):
     path = _write_config(tmp_path, synth_teacher, synth_dir, **top)
@@ -121,7 +134,9 @@ def test_search_random_writes_the_whole_run_folder(tmp_path, synth_teacher, synt
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["episodes"] == 4 and summary["seeds"]["search"] == 1
-    assert summary["evaluations"] == len(_store_hashes(out)) == 4 - summary["cache_hits"]
+    # the store holds the episodes' students and the calibrated reward's three uniform reference students
+    assert summary["evaluations"] == len(_store_hashes(out)) <= 4 - summary["cache_hits"] + 3
+    assert _episode_hashes(out) <= set(_store_hashes(out))
     assert summary["best_reward"] == json.loads((out / "best.json").read_text())["reward"]
     assert summary["wall_seconds"] > 0 and summary["teacher"]["path"] == str(synth_teacher.path)
 
@@ -191,7 +206,7 @@ def test_killed_search_resumes_without_recomputing(tmp_path, synth_teacher, synt
     ref = tmp_path / "reference"
     assert main(["search", "--config", str(config), "--out", str(ref), "--quiet",
                  "--set", "env_kwargs.fidelity=zero"]) == 0
-    assert set(_store_hashes(ref)) == set(after)
+    assert _episode_hashes(ref) == _episode_hashes(out)  # (stores differ by the calibration's references)
 
     # extend a finished search: only the new episodes run
     assert main(["search", "--resume", "--out", str(out), "--episodes", str(episodes + 1), "--quiet"]) == 0
@@ -199,7 +214,54 @@ def test_killed_search_resumes_without_recomputing(tmp_path, synth_teacher, synt
     capsys.readouterr()
 
 
+def test_progress_counts_cache_hits_once_after_a_resume(tmp_path, synth_teacher, synth_dir, monkeypatch, capsys):
+    """A search killed between two agent checkpoints replays the episodes after the last one; progress.json counts
+    each episode's cache hit once, as episodes.jsonl does (it used to carry over the killed session's count)."""
+    config = _write_config(tmp_path, synth_teacher, synth_dir, agent="reinforce", episodes=9,
+                           agent_kwargs={"rollouts": 3})
+    out = tmp_path / "run"
+    few = ["--set", "env_kwargs.width_choices=[1.0]", "env_kwargs.fidelity=zero"]  # 4 students: many cache hits
+    original = RunLog.record
+
+    def killed_after_seven(self, reward, info):
+        original(self, reward, info)
+        if self.episodes == 7:  # the agent checkpointed after episode 6
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunLog, "record", killed_after_seven)
+    assert main(["search", "--config", str(config), "--out", str(out), "--quiet", *few]) == 130
+    killed = json.loads((out / "progress.json").read_text())
+    assert killed["episodes"] == 7 and read_episodes(out)[-1]["cache_hit"]  # the episode replayed is a hit
+    monkeypatch.setattr(RunLog, "record", original)
+
+    assert main(["search", "--resume", "--out", str(out), "--quiet"]) == 0
+    episodes = read_episodes(out)
+    assert [e["episode"] for e in episodes] == list(range(1, 10))
+    hits = sum(e["cache_hit"] for e in episodes)
+    assert json.loads((out / "progress.json").read_text())["cache_hits"] == hits
+    assert json.loads((out / "summary.json").read_text())["cache_hits"] == hits
+    capsys.readouterr()
+
+
 # ------------------------------------------------------------------------------------------------ errors
+
+
+def test_a_second_search_on_a_run_folder_in_use_fails_at_once(tmp_path, synth_teacher, synth_dir, monkeypatch,
+                                                               capsys):
+    """While one process searches into a folder, a second ``--resume`` on it fails before building anything (it
+    used to build its env first) and writes nothing."""
+    config = _write_config(tmp_path, synth_teacher, synth_dir, episodes=2)
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    before = (out / "episodes.jsonl").read_text()
+    capsys.readouterr()
+    built = []
+    monkeypatch.setattr(EnvFactory, "__call__", lambda self: built.append(self.env_id))
+    with locked(out):  # what a running search holds
+        assert main(["search", "--resume", "--out", str(out), "--episodes", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another process" in err and len(err.strip().splitlines()) == 1
+    assert built == [] and (out / "episodes.jsonl").read_text() == before
 
 
 def test_a_new_search_needs_an_empty_run_folder(tmp_path, synth_teacher, synth_dir, capsys):
@@ -223,9 +285,50 @@ def test_resume_refuses_a_changed_config(tmp_path, synth_teacher, synth_dir, cap
     assert main(["search", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["search", "--resume", "--out", str(out), "--set", "env_kwargs.fidelity=zero", "--quiet"]) == 2
-    assert "only episodes may change, but env_kwargs differs" in capsys.readouterr().err
+    assert "only episodes and the backend may change, but env_kwargs differs" in capsys.readouterr().err
     # the same command line again with --resume is fine (nothing left to do)
     assert main(["search", "--config", str(config), "--out", str(out), "--resume", "--quiet"]) == 0
+
+
+def test_backend_options_from_config_and_flags(tmp_path, synth_teacher, synth_dir):
+    """A config's backend (default local) under the command-line flags; bad options name what is allowed."""
+    import argparse
+
+    from ddc_env.cli.backend import BackendOptions, add_backend_arguments, backend_options
+
+    config = load_config(_write_config(tmp_path, synth_teacher, synth_dir))
+    assert config.backend == BackendOptions().to_dict() and config.backend["name"] == "local"
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    ray_config = {"name": "ray", "address": "head:6379", "workers": 8}
+    assert backend_options(parser.parse_args(["--workers", "2"]), ray_config) == BackendOptions(
+        "ray", "head:6379", 2)  # a flag changes one option of the saved backend
+    assert backend_options(parser.parse_args(["--backend", "local"]), ray_config) == BackendOptions()
+    for data, message in (({"name": "dask"}, "unknown backend 'dask'"),
+                          ({"name": "ray", "nodes": 2}, r"unknown backend key\(s\) \['nodes'\]"),
+                          ({"workers": 2}, "--workers only apply to the ray backend"),
+                          ({"name": "ray", "gpus_per_worker": -1}, "gpus_per_worker must be")):
+        with pytest.raises(ValueError, match=message):
+            BackendOptions.from_dict(data)
+    with pytest.raises(ValueError, match=r"unknown backend 'dask'; allowed: \['local', 'ray'\]"):
+        load_config(_write_config(tmp_path, synth_teacher, synth_dir, backend={"name": "dask"}))
+
+
+def test_resume_may_change_the_backend(tmp_path, synth_teacher, synth_dir, capsys):
+    """A run recorded with the Ray backend continues on this machine with --backend local (records do not depend
+    on where they were computed); config.yaml then records the local backend."""
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(_write_config(tmp_path, synth_teacher, synth_dir)), "--out", str(out),
+                 "--episodes", "1", "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    saved["backend"] = {"name": "ray", "address": "head:6379", "workers": 4}  # as a Ray run would have it
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert read_run_config(out).backend["address"] == "head:6379"
+    assert main(["search", "--resume", "--out", str(out), "--episodes", "2", "--backend", "local", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 2 and summary["config"]["backend"]["name"] == "local"
+    assert summary["scorer"]["backend"] == "LiveScorer" and read_run_config(out).backend["name"] == "local"
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -237,16 +340,25 @@ def test_resume_refuses_a_changed_config(tmp_path, synth_teacher, synth_dir, cap
     (["search", "--config", "CONFIG", "--init-from", "missing.ckpt"], "missing.ckpt: no such file"),
     (["search", "--resume", "--out", "OUT"], "is not a run folder: it has no config.yaml"),
     (["search", "--config", "CONFIG", "--episodes", "0"], "must be a positive integer"),
+    (["search", "--config", "CONFIG", "--agent", "actor_critic", "--set", "agent_kwargs.lr=nan", "--out", "OUT"],
+     "lr must be a finite number > 0, got 'nan'"),
+    (["search", "--config", "CONFIG", "--set", "env_kwargs.fidelity={name: smoke, lr: -0.1}", "--out", "OUT"],
+     "fidelity lr must be a finite number > 0, got -0.1"),
+    (["search", "--config", "CONFIG", "--set", "env_kwargs.device=gpu", "--out", "OUT"], "device must be 'auto'"),
+    (["search", "--config", "CONFIG", "--set", "env_kwargs.teacher=missing.pt", "--out", "OUT"],
+     "teacher checkpoint missing.pt does not exist"),
 ])
 def test_bad_search_input_is_one_line_and_exit_2(argv, message, tmp_path, synth_teacher, synth_dir, capsys,
                                                  monkeypatch):
+    """A bad value anywhere (a hyperparameter, a fidelity field, the env) is one line on stderr and exit code 2,
+    and no run folder is written."""
     monkeypatch.chdir(tmp_path)
     config = _write_config(tmp_path, synth_teacher, synth_dir)
     argv = [str(config) if a == "CONFIG" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------- learning agents

@@ -1,21 +1,28 @@
 """Tests for teacher training, teacher checkpoints and atomic writes (synthetic data, no network)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from ddc_env.arch import build
-from ddc_env.data import DataConfig
+from ddc_env.agents.random_search import random_episode
+from ddc_env.arch import Block, Conv, GlobalPool, Linear, NetSpec, build
+from ddc_env.cli import main
+from ddc_env.data import DataConfig, load_data
 from ddc_env.models import (CheckpointError, TeacherCheckpoint, TeacherRecipe, find_teacher, lenet5, list_teachers,
                             load_teacher, save_teacher, sidecar_path, teacher_filename, train_teacher)
 from ddc_env.models import teacher as teacher_module
+from ddc_env.models.teacher import estimate_training_seconds, min_training_seconds
 from ddc_env.paths import atomic_write_bytes, atomic_writer, ddc_home, teachers_dir
 from ddc_env.train import OptimConfig
 from synthetic import write_synthetic_npz
@@ -63,7 +70,8 @@ def test_paths_follow_ddc_home(home: Path) -> None:
 def test_teacher_learns_and_is_saved_with_metadata(trained: TeacherCheckpoint, home: Path) -> None:
     meta = trained.meta
     assert meta["val_acc"] > 0.7 and meta["test_acc"] > 0.7  # 4 classes: chance is 0.25
-    assert trained.path == home / "home" / "teachers" / "lenet5_synth_seed0.pt"
+    assert trained.path == home / "home" / "teachers" / teacher_filename("lenet5", DataConfig("synth"), FAST)
+    assert re.fullmatch(r"lenet5_synth_e2_seed0_[0-9a-f]{8}\.pt", trained.path.name)
     assert meta["sha256"] == hashlib.sha256(trained.path.read_bytes()).hexdigest()
     assert json.loads(sidecar_path(trained.path).read_text()) == json.loads(json.dumps(meta))
     assert meta["data"]["sizes"] == {"train": 432, "val": 48, "test": 160}  # every 10th per class is val
@@ -175,6 +183,13 @@ def test_seeded_training_is_reproducible_and_warns_on_long_runs(data: DataConfig
         assert torch.equal(value, b.net.state_dict()[key]), key
 
 
+def test_the_training_time_bound_is_below_the_measured_time(trained: TeacherCheckpoint, data: DataConfig) -> None:
+    bundle = load_data(data)
+    floor = min_training_seconds("lenet5", bundle, FAST, device="cpu")
+    assert 0 < floor < trained.meta["train_seconds"] and floor < estimate_training_seconds("lenet5", bundle, FAST,
+                                                                                           device="cpu")
+
+
 def test_train_teacher_rejects_bad_arguments(data: DataConfig) -> None:
     with pytest.raises(ValueError, match="unknown model 'resnet99'"):
         train_teacher("resnet99", data, FAST)
@@ -187,10 +202,33 @@ def test_train_teacher_rejects_bad_arguments(data: DataConfig) -> None:
 def test_recipe_flips_and_filenames() -> None:
     assert TeacherRecipe().flips("cifar10") and not TeacherRecipe().flips("mnist")
     assert not TeacherRecipe().flips("svhn") and TeacherRecipe(flip=True).flips("mnist")
-    assert teacher_filename("resnet18", DataConfig("cifar10"), 0) == "resnet18_cifar10_seed0.pt"
-    assert (teacher_filename("vgg11", DataConfig("cifar10", classes="vehicles", max_train=500), 3)
-            == "vgg11_cifar10_vehicles_n500_seed3.pt")
-    assert teacher_filename("lenet5", DataConfig("mnist", classes=(3, 5)), 1) == "lenet5_mnist_3-5_seed1.pt"
+    base = teacher_filename("resnet18", DataConfig("cifar10"), TeacherRecipe())
+    assert re.fullmatch(r"resnet18_cifar10_e10_seed0_[0-9a-f]{8}\.pt", base)
+    assert re.fullmatch(r"vgg11_cifar10_vehicles_n500_e3_seed3_[0-9a-f]{8}\.pt", teacher_filename(
+        "vgg11", DataConfig("cifar10", classes="vehicles", max_train=500), TeacherRecipe(epochs=3, seed=3)))
+    assert teacher_filename("lenet5", DataConfig("mnist", classes=(3, 5)), TeacherRecipe()).startswith(
+        "lenet5_mnist_3-5_e10_seed0_")
+    # any difference in how a teacher is trained gives another file; the flip default resolved per dataset
+    others = [teacher_filename("resnet18", DataConfig("cifar10"), r) for r in (
+        TeacherRecipe(optim=OptimConfig(lr=0.1)), TeacherRecipe(label_smoothing=0.0), TeacherRecipe(flip=False))]
+    others.append(teacher_filename("resnet18", DataConfig("cifar10"), TeacherRecipe(), {"stem": "imagenet"}))
+    assert len({base, *others}) == 5
+    assert base == teacher_filename("resnet18", DataConfig("cifar10"), TeacherRecipe(flip=True))
+
+
+def test_teachers_of_different_recipes_live_side_by_side(trained: TeacherCheckpoint, data: DataConfig) -> None:
+    """Once both an 8- and a 10-epoch LeNet-5 became lenet5_mnist_sample_seed0.pt: the second replaced the first."""
+    longer = dataclasses.replace(FAST, epochs=3)
+    other = train_teacher("lenet5", data, longer, device="cpu", progress=False)
+    try:
+        assert other.path != trained.path and trained.path.is_file() and "_e3_" in other.path.name
+        assert find_teacher("lenet5", data, recipe=FAST) == trained.path
+        assert find_teacher("lenet5", data, recipe=longer) == other.path
+        assert find_teacher("lenet5", data, recipe=dataclasses.replace(FAST, epochs=4)) is None
+        assert load_teacher(trained.path).meta["recipe"]["epochs"] == 2
+    finally:
+        other.path.unlink()
+        sidecar_path(other.path).unlink()
 
 
 def test_atomic_writes_leave_nothing_half_written(tmp_path: Path) -> None:
@@ -202,3 +240,43 @@ def test_atomic_writes_leave_nothing_half_written(tmp_path: Path) -> None:
             raise RuntimeError("crash mid-write")
     assert target.read_bytes() == b"old"
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_a_teacher_of_your_own_architecture_trains_and_runs_in_the_env(data: DataConfig, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """An architecture no zoo builder makes (three convs around a residual block), described with the public IR,
+    trained with ``ddc teacher train --spec`` and given to a DDC id as ``teacher=path``: the env takes the
+    checkpoint's own architecture (no zoo name), and its episodes train real students."""
+    spec = NetSpec((Conv("stem", 8), Conv("down", 16, stride=2), Block("res", 16, 16), Conv("wide", 24),
+                    GlobalPool("gap"), Linear("head", 4)), in_channels=1, input_size=(28, 28), arch="tinyres")
+    spec_file, out = tmp_path / "tinyres.json", tmp_path / "tinyres.pt"
+    spec_file.write_text(spec.to_json())
+    assert main(["teacher", "train", "--spec", str(spec_file), "--dataset", "synth", "--data-dir", data.data_dir,
+                 "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--device", "cpu", "--out", str(out),
+                 "--quiet"]) == 0
+    assert f"saved {out}" in capsys.readouterr().out
+    ckpt = load_teacher(out)
+    assert ckpt.spec == spec and ckpt.meta["model"] == "tinyres" and ckpt.meta["val_acc"] > 0.5
+
+    env = gym.make("DDC-LeNet5-MNIST", teacher=str(out), dataset="synth", data_dir=data.data_dir,
+                   fidelity="smoke", latency="flops", device="cpu")
+    u = env.unwrapped
+    assert u.task.teacher_spec == spec and u.task.facts["model"] == "tinyres"
+    assert {d.unit for d in u.decisions} >= {"down", "res", "wide"}
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        reward, info = random_episode(env, rng)
+        assert info["status"] == "ok" and info["train_seconds"] > 0 and 0.0 < info["param_ratio"] <= 1.0
+        assert info["teacher_val_acc"] == pytest.approx(ckpt.meta["val_acc"], abs=0.02)
+    env.close()
+
+
+def test_train_teacher_takes_a_netspec_that_fits_the_data(data: DataConfig, tmp_path: Path) -> None:
+    spec = NetSpec((Conv("a", 4), GlobalPool("gap"), Linear("fc", 10)), in_channels=1, input_size=(28, 28))
+    with pytest.raises(ValueError, match=r"does not fit synth: num_classes=10 \(the data's: 4\)"):
+        train_teacher(spec, data, FAST, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="model_kwargs only shape a zoo model"):
+        train_teacher(spec, data, FAST, model_kwargs={"stem": "cifar"})
+    fits = NetSpec((Conv("a", 4), GlobalPool("gap"), Linear("fc", 4)), in_channels=1, input_size=(28, 28), arch="mine")
+    ckpt = train_teacher(fits, data, TeacherRecipe(epochs=1, batch_size=64), device="cpu", progress=False)
+    assert re.fullmatch(rf"mine-{fits.hash()[:8]}_synth_e1_seed0_[0-9a-f]{{8}}\.pt", ckpt.path.name) and ckpt.spec == fits

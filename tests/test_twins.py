@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import ddc_env  # noqa: F401  (registers the ids)
+from ddc_env.arch import REMOVE
 from ddc_env.env import DDCEnv
 from ddc_env.latency import LatencyProtocol
 from ddc_env.scoring import LiveScorer
@@ -17,7 +18,6 @@ from ddc_env.scoring.surrogate import SurrogateScorer, fit_surrogate
 from ddc_env.scoring.table import TableScorer
 from ddc_env.tables import TABLES_DIR, BenchTable, TableError, all_students, build_table, sample_students
 from ddc_env.task import TaskConfig, load_task
-from ddc_env.twins import DDCBenchEnv
 
 SHIPPED_TEACHER = TABLES_DIR / "lenet5_mnist.teacher.pt"
 
@@ -140,6 +140,33 @@ def test_twin_has_the_live_envs_contract():
         env.step(action)
         gym_check_env(env)
         sb3_check_env(env, warn=True)
+
+
+def test_resnet_twin_runs_from_the_shipped_table_alone(monkeypatch, tmp_path):
+    """The surrogate twin of ResNet-18 needs no data, teacher or network: its table and model ship in the package;
+    every student of the space gets a record (params and FLOPs exact from the IR), and the checkers pass."""
+    monkeypatch.setenv("DDC_DATA_DIR", str(tmp_path / "no-data"))
+    env = gym.make("DDC-Bench-ResNet18-CIFAR10").unwrapped
+    assert env.scorer.fidelity == "zero" and env.scorer.inner.model.quality.kendall_tau >= 0.8
+    rng = np.random.default_rng(0)
+    rewards = []
+    for _ in range(20):
+        _, info = env.reset(seed=int(rng.integers(1 << 30)))
+        done = False
+        while not done:
+            _, reward, done, _, info = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        spec = env.scorer.task.student_spec({k: REMOVE if w == 0.0 else w for k, w in info["choices"].items()})
+        assert spec.hash() == info["spec_hash"]
+        assert info["status"] == "ok" and 0.0 <= info["val_acc"] <= 1.0 and info["simulated_seconds"] > 0
+        assert info["param_ratio"] == pytest.approx(spec.params / env.scorer.task.teacher_spec.params)
+        rewards.append(reward)
+    assert np.std(rewards) > 0.01  # the calibrated reward varies over random students
+    env.action_space.seed(7)
+    action = env.action_space.sample()
+    env.reset(seed=7)
+    env.step(action)  # the checker's student scored once first (see the contract test above)
+    gym_check_env(env)
+    sb3_check_env(env, warn=True)
 
 
 def test_twin_simulated_cost_and_cache_hits():

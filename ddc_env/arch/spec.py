@@ -7,6 +7,7 @@ keeps its teacher's unit names, which is how weights are inherited.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -141,6 +142,10 @@ class NetSpec:
     # -- shapes and costs ----------------------------------------------------------------------------
     def shapes(self) -> list[UnitShape]:
         """Per-unit shapes and analytic costs; raises SpecError when the units do not fit together."""
+        return list(self._shapes)
+
+    @functools.cached_property
+    def _shapes(self) -> tuple[UnitShape, ...]:  # computed once: a spec is immutable
         shape: tuple[int, ...] = (self.in_channels, *self.input_size)
         rows = []
         for u in self.units:
@@ -149,7 +154,7 @@ class NetSpec:
             shape = out
         if len(shape) != 1:
             raise SpecError(f"the network must end in a vector (Linear classifier), ends in shape {shape}")
-        return rows
+        return tuple(rows)
 
     @property
     def params(self) -> int:
@@ -197,6 +202,10 @@ class NetSpec:
 
     def hash(self) -> str:
         """Stable hash of everything that determines the built module (not the ``arch`` label)."""
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> str:  # computed once: a spec is immutable
         d = self.to_dict()
         d.pop("arch")
         return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]

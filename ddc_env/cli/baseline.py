@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,9 @@ from ..env import make_live_scorer
 from ..paths import atomic_write_text
 from ..store import ResultsStore
 from ..task import load_task
-from ..validate import check_int, check_names
+from ..validate import check_int, check_mapping, check_names
 from .config import read_yaml, set_dotted
-from .runs import CONFIG_FILE, MODELS_DIR, STORE_FILE, SUMMARY_FILE, locked, prepare_run_dir
+from .runs import CONFIG_FILE, MODELS_DIR, STORE_FILE, SUMMARY_FILE, locked, prepare_run_dir, removed_on_error
 
 __all__ = ["BaselineConfig", "load_baseline_config", "run_baseline"]
 
@@ -47,9 +47,7 @@ class BaselineConfig:
     def __post_init__(self) -> None:
         entry = get_baseline(self.baseline)
         for name in ("env_kwargs", "kwargs"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-                raise ValueError(f"{name} must be a mapping of names to values, got {value!r}")
+            check_mapping(getattr(self, name), name)
         check_int(self.seed, "seed")
         if not registration.is_live(self.env_id):
             raise ValueError(f"baselines train real models; {self.env_id!r} is a benchmark twin (use its live env)")
@@ -90,7 +88,8 @@ def run_baseline(config: BaselineConfig, run_dir: str | Path, *, progress: bool 
     env_config = registration.env_config(config.env_id, config.env_kwargs)
     task = load_task(env_config.task_config(), progress=progress)  # before any file: bad paths fail here
     scorer = make_live_scorer(env_config, task)
-    with locked(run_dir):
+    with removed_on_error(run_dir), locked(run_dir):  # a failed baseline leaves no folder (it cannot resume)
+        prepare_run_dir(run_dir)  # again, now that no other process can write the folder
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "kwargs": kwargs},
                                                                 sort_keys=False))
         with ResultsStore(run_dir / STORE_FILE) as store:

@@ -3,10 +3,13 @@
 What is exported: a search run's best student (``best_student.json`` + ``.pt``), a baseline run's final model
 (``label``, default its first), or any student a search evaluated (``spec_hash``, a unique prefix is enough),
 which is trained again exactly as the env's live scorer trained it. Export runs on the CPU in fp32 with contiguous
-memory. The exported file is reloaded and its outputs compared with the torch model's on a batch of the run's
-validation images (random inputs of the model's shape when the data is not available): TorchScript within 1e-4,
-ONNX (onnxruntime) within atol 1e-4 / rtol 1e-3. ONNX files have a dynamic batch axis (input ``input``, output
-``logits``); they need the optional extra ``pip install 'ddc-env[onnx]'`` (onnx, onnxruntime).
+memory. The exported model takes float32 images in [0, 1] (N x C x H x W) and normalises them itself with the
+data's mean and std (a first layer of the graph), so a deployment feeds it pixels / 255; the file also says so in
+its metadata (ONNX ``metadata_props``, the TorchScript extra file ``ddc_env.json``: input, ``normalize_mean``,
+``normalize_std``, ``class_names``). It is reloaded and its outputs compared with the torch model's on a batch of the
+run's validation images (random images of the model's shape when the data is not available): TorchScript within
+1e-4, ONNX (onnxruntime) within atol 1e-4 / rtol 1e-3. ONNX files have a dynamic batch axis (input ``input``,
+output ``logits``); they need the optional extra ``pip install 'ddc-env[onnx]'`` (onnx, onnxruntime).
 
 Example::
 
@@ -17,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import io
+import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -26,9 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import registration
+from .. import __version__, registration
 from ..arch import NetSpec
 from ..data import DataBundle, load_data, normalize
+from ..models.checkpoints import CheckpointError, read_sidecar
 from ..paths import atomic_write_bytes
 from .report import FinalModel, Run, final_models, load_live, load_model, quiet_jit, read_run
 
@@ -97,8 +102,20 @@ def _evaluated_spec(run: Run, spec_hash: str) -> NetSpec:
     return NetSpec.from_dict(specs[matches[0]])
 
 
-def _example_inputs(run: Run, data: DataBundle | None, shape: tuple[int, ...] | None) -> tuple[torch.Tensor, str]:
-    """A batch of the run's normalised validation images, else random inputs of ``shape`` (C, H, W)."""
+@dataclass(frozen=True)
+class _Inputs:
+    """What the exported model takes: a check batch of float images in [0, 1] and the normalisation it applies."""
+
+    x: torch.Tensor
+    description: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] | None
+
+
+def _inputs(run: Run, data: DataBundle | None, shape: tuple[int, ...] | None) -> _Inputs:
+    """A batch of the run's validation images with the data's mean and std; without the data, random images and
+    the mean and std its teacher's sidecar recorded."""
     try:
         if data is None:
             kwargs = {k: v for k, v in run.config.get("env_kwargs", {}).items() if k not in ("store", "run")}
@@ -107,10 +124,39 @@ def _example_inputs(run: Run, data: DataBundle | None, shape: tuple[int, ...] | 
         if shape is None:
             raise ExportError(f"the run's data is not available ({e}), and a TorchScript model does not say its "
                               f"input shape: cannot check the export") from None
-        generator = torch.Generator().manual_seed(0)
-        return torch.randn(VERIFY_BATCH, *shape, generator=generator), f"random inputs (data not available: {e})"
-    x = normalize(data.val.x[:VERIFY_BATCH].cpu(), data.mean, data.std).float().contiguous()
-    return x, f"{len(x)} validation images"
+        teacher = (run.summary.get("teacher") or {}).get("path")
+        try:
+            meta = read_sidecar(teacher)
+            mean, std = tuple(meta["normalize_mean"]), tuple(meta["normalize_std"])
+        except (CheckpointError, KeyError, TypeError) as missing:
+            raise ExportError(f"the run's data is not available ({e}), nor its teacher's sidecar ({missing}): the "
+                              f"input normalisation is unknown") from None
+        pixels = torch.randint(0, 256, (VERIFY_BATCH, *shape), generator=torch.Generator().manual_seed(0))
+        x = pixels.float().div(255.0)
+        return _Inputs(x, f"random images (data not available: {e})", mean, std, meta.get("class_names"))
+    x = data.val.x[:VERIFY_BATCH].cpu().float().div(255.0).contiguous()
+    return _Inputs(x, f"{len(x)} validation images", tuple(data.mean), tuple(data.std), tuple(data.class_names))
+
+
+class Normalized(nn.Module):
+    """``net`` behind the data's normalisation: takes float images in [0, 1], N x C x H x W."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def _metadata(inputs: _Inputs, what: str) -> dict[str, str]:
+    """What the exported file says about itself (ONNX ``metadata_props``, TorchScript extra file ``ddc_env.json``)."""
+    return {"producer": f"ddc-env {__version__}", "model": what,
+            "input": "float32 images in [0, 1], N x C x H x W; the model normalises them itself",
+            "normalize_mean": json.dumps(list(inputs.mean)), "normalize_std": json.dumps(list(inputs.std)),
+            **({"class_names": json.dumps(list(inputs.class_names))} if inputs.class_names else {})}
 
 
 def _slug(text: str) -> str:
@@ -146,27 +192,29 @@ def export_model(run_dir: str | Path, *, fmt: str = "torchscript", spec_hash: st
         net, spec = load_model(run.path, model.files)
         what = f"{model.method} of {run.path}" if run.kind == "baseline" else f"best student of {run.path}"
     shape = (spec.in_channels, *spec.input_size) if spec is not None else None
-    x, inputs = _example_inputs(run, data, shape)
+    inputs = _inputs(run, data, shape)
     if not isinstance(net, torch.jit.ScriptModule):
-        net = net.cpu().float().to(memory_format=torch.contiguous_format).eval()
+        net = net.cpu().float().to(memory_format=torch.contiguous_format)
     out = Path(out) if out is not None else run.path / "export" / f"{_slug(name)}{SUFFIXES[fmt]}"
     out.parent.mkdir(parents=True, exist_ok=True)
     convert = _to_torchscript if fmt == "torchscript" else _to_onnx
     try:
-        with torch.no_grad():
-            diff = convert(net, x, net(x), out)
+        with torch.no_grad(), quiet_jit():  # traced once: the exporters take a TorchScript module of any model
+            traced = torch.jit.trace(Normalized(net, inputs.mean, inputs.std).eval(), inputs.x[:TRACE_BATCH])
+            expected = net(normalize((inputs.x * 255).round().to(torch.uint8), inputs.mean, inputs.std))
+            diff = convert(traced, inputs.x, expected, out, _metadata(inputs, what))
     except ExportError:
         out.unlink(missing_ok=True)  # no unusable file is left behind
         raise
-    return ExportResult(out, what, fmt, diff, inputs)
+    return ExportResult(out, what, fmt, diff, inputs.description)
 
 
-def _to_torchscript(net: nn.Module, x: torch.Tensor, expected: torch.Tensor, out: Path) -> float:
-    """Trace ``net`` (a TorchScript module is kept as is), save it, reload it and compare outputs."""
+def _to_torchscript(net: torch.jit.ScriptModule, x: torch.Tensor, expected: torch.Tensor, out: Path,
+                    metadata: dict[str, str]) -> float:
+    """Save ``net`` with ``metadata`` (extra file ``ddc_env.json``), reload it and compare outputs."""
     with quiet_jit():
-        scripted = net if isinstance(net, torch.jit.ScriptModule) else torch.jit.trace(net, x[:TRACE_BATCH])
         buffer = io.BytesIO()
-        torch.jit.save(scripted, buffer)
+        torch.jit.save(net, buffer, _extra_files={"ddc_env.json": json.dumps(metadata)})
         atomic_write_bytes(out, buffer.getvalue())
         got = torch.jit.load(str(out), map_location="cpu")(x)
     diff = (got - expected).abs().max().item()
@@ -184,9 +232,11 @@ def _require_onnx() -> None:
         raise ExportError(f"ONNX export needs onnx and onnxruntime ({e}): pip install 'ddc-env[onnx]'") from None
 
 
-def _to_onnx(net: nn.Module, x: torch.Tensor, expected: torch.Tensor, out: Path) -> float:
+def _to_onnx(net: torch.jit.ScriptModule, x: torch.Tensor, expected: torch.Tensor, out: Path,
+             metadata: dict[str, str]) -> float:
     """Export with torch's TorchScript-based ONNX exporter (the dynamo exporter needs onnxscript, which the
-    ``onnx`` extra does not install), check the graph and compare onnxruntime's outputs."""
+    ``onnx`` extra does not install) with ``metadata`` as ``metadata_props``, check the graph and compare
+    onnxruntime's outputs."""
     import onnx
     import onnxruntime
 
@@ -197,7 +247,10 @@ def _to_onnx(net: nn.Module, x: torch.Tensor, expected: torch.Tensor, out: Path)
             warnings.filterwarnings("ignore", "no signature found", UserWarning)  # (for TorchScript modules)
             torch.onnx.export(net, (x[:TRACE_BATCH],), str(out), dynamo=False, input_names=["input"],
                               output_names=["logits"], dynamic_axes=axes)
-        onnx.checker.check_model(onnx.load(str(out)))
+        proto = onnx.load(str(out))
+        onnx.helper.set_model_props(proto, metadata)
+        onnx.checker.check_model(proto)
+        atomic_write_bytes(out, proto.SerializeToString())
     except Exception as e:  # the exporter's errors have many types (unsupported ops, quantized modules...)
         raise ExportError(f"cannot export the model to ONNX: {' '.join(str(e).split())[:500]}") from e
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -210,4 +263,4 @@ def _to_onnx(net: nn.Module, x: torch.Tensor, expected: torch.Tensor, out: Path)
     return diff
 
 
-__all__ = ["FORMATS", "ExportError", "ExportResult", "export_model"]
+__all__ = ["FORMATS", "ExportError", "ExportResult", "Normalized", "export_model"]

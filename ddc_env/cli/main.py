@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from .. import __version__
+from ..arch import NetSpec
 from ..data import DataConfig
 from ..models.builders import MODELS
 from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
@@ -48,12 +51,20 @@ def _teacher_train(args: argparse.Namespace) -> int:
     recipe = TeacherRecipe(**recipe_kwargs)
     data = DataConfig(args.dataset, data_dir=args.data_dir, download=args.download, classes=args.classes,
                       max_train=args.max_train)
-    ckpt = train_teacher(args.model, data, recipe, device=args.device, out_path=args.out,
-                         progress=not args.quiet)
+    model = args.model if args.spec is None else _read_spec(args.spec)
+    ckpt = train_teacher(model, data, recipe, device=args.device, out_path=args.out, progress=not args.quiet)
     m = ckpt.meta
     print(f"saved {ckpt.path}: val_acc {m['val_acc']:.4f}, test_acc {m['test_acc']:.4f}, "
           f"{m['num_params']:,} params, {m['train_seconds']:.0f} s training")
     return 0
+
+
+def _read_spec(path: str) -> NetSpec:
+    """The architecture in a JSON file written by ``NetSpec.to_json()``."""
+    try:
+        return NetSpec.from_json(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"ddc teacher train: error: --spec {path}: {' '.join(str(e).split())}") from None
 
 
 def _cell(meta: dict[str, Any], key: str) -> str:
@@ -71,6 +82,9 @@ def _cell(meta: dict[str, Any], key: str) -> str:
             return str(value)
         cap = f", max_train {value['max_train']}" if value.get("max_train") else ""
         return f"{value.get('dataset')} ({len(value.get('classes', []))} classes{cap})"
+    if key == "recipe" and isinstance(value, dict):
+        lr = (value.get("optim") or {}).get("lr")
+        return f"{value.get('epochs')} epochs, batch {value.get('batch_size')}, lr {lr}, seed {value.get('seed')}"
     return str(value)
 
 
@@ -82,8 +96,8 @@ def _teacher_list(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no teachers in {directory}")
         return 0
-    keys = ("model", "data", "val_acc", "test_acc", "num_params", "sha256")
-    header = ("file", "model", "data", "val", "test", "params", "sha256")
+    keys = ("model", "data", "recipe", "val_acc", "test_acc", "num_params", "sha256")
+    header = ("file", "model", "data", "recipe", "val", "test", "params", "sha256")
     rows = [(pt.name, *(("error: " + meta["error"],) if "error" in meta else tuple(_cell(meta, k) for k in keys)))
             for pt, meta in entries]
     widths = [max(len(r[i]) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
@@ -120,8 +134,8 @@ def _teacher_info(args: argparse.Namespace) -> int:
     try:
         ckpt = load_teacher(path)
     except CheckpointError as e:
-        print(f"verification FAILED: {e}")
-        return 1
+        print(f"ddc teacher info: verification FAILED: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     how = "" if "spec" in meta else ", architecture inferred from the weights"
     print(f"verified: sha256 matches the sidecar; weights fit the {ckpt.spec.arch} spec "
           f"({ckpt.meta['num_params']:,} params, {ckpt.spec.num_classes} classes{how})")
@@ -133,22 +147,28 @@ def _add_teacher(commands: argparse._SubParsersAction) -> None:
                                   description="Train, list and inspect teacher checkpoints.")
     actions = teacher.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    train = actions.add_parser("train", help="train a zoo model on a dataset's train split and cache it")
-    train.add_argument("--model", required=True, choices=sorted(MODELS), metavar="MODEL",
+    train = actions.add_parser("train", help="train a zoo model (or an architecture of your own) on a dataset's "
+                                             "train split and cache it")
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", choices=sorted(MODELS), metavar="MODEL",
                        help=f"zoo model: {', '.join(sorted(MODELS))}")
+    which.add_argument("--spec", metavar="SPEC_JSON", help="an architecture of your own: a NetSpec saved with "
+                                                           "spec.to_json() (it must take the dataset's images and "
+                                                           "end in one output per class)")
     train.add_argument("--dataset", required=True,
                        help="cifar10, cifar100, mnist, svhn, or NAME for <data-dir>/NAME_{train,test}.npz")
     train.add_argument("--data-dir", help="directory of the dataset files (default $DDC_DATA_DIR or "
                                           "$DDC_HOME/data)")
     train.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     train.add_argument("--classes", help="class subset: a named set (vehicles, animals, a CIFAR-100 "
-                                         "superclass) or comma-separated class names")
+                                         "superclass) or comma-separated class names or indices")
     train.add_argument("--epochs", type=_positive_int, help="epochs (default 10)")
     train.add_argument("--batch-size", type=_positive_int, help="batch size (default 256)")
     train.add_argument("--lr", type=_positive_float, help="peak OneCycle learning rate (default 0.2)")
     train.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and augmentation")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    train.add_argument("--out", help="checkpoint path (default $DDC_HOME/teachers/<model>_<dataset>..._seedN.pt)")
+    train.add_argument("--out", help="checkpoint path (default $DDC_HOME/teachers/<model>_<dataset>..."
+                                      "_e<epochs>_seed<seed>_<recipe hash>.pt)")
     train.add_argument("--max-train", type=_positive_int, help="cap the train split (class-stratified)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_teacher_train)
@@ -202,6 +222,7 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from ..agents import AGENTS
+    from .backend import backend_given, backend_options
     from .search import load_config, read_run_config, run_search
 
     if args.resume and args.out is None:
@@ -224,6 +245,12 @@ def _search(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     if args.init_from is not None:
         config = dataclasses.replace(config, init_from=str(Path(args.init_from).resolve()))
+    if backend_given(args):
+        config = config or read_run_config(args.out)
+        try:
+            config = dataclasses.replace(config, backend=backend_options(args, config.backend).to_dict())
+        except ValueError as e:
+            raise UsageError(f"ddc search: error: {e}") from None
     out = Path(args.out) if args.out else (
         Path("runs") / f"{Path(args.config).stem}-{config.agent}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -253,6 +280,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _add_search(commands: argparse._SubParsersAction) -> None:
     from ..agents import AGENTS
+    from .backend import add_backend_arguments
 
     p = commands.add_parser(
         "search", help="run a search agent on a DDC env from a YAML config",
@@ -272,6 +300,7 @@ def _add_search(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", metavar="CKPT", help="start the controller from another run's agent.ckpt "
                                                        "(policy transfer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_arguments(p)
     p.set_defaults(func=_search)
 
 
@@ -399,8 +428,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
     return value
 
 
@@ -413,6 +442,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``ddc`` argument parser with every command of ``COMMANDS``."""
     parser = _Parser(prog="ddc", description="Reinforcement-learning model compression (ddc-env).")
+    parser.add_argument("--version", action="version", version=f"ddc-env {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)

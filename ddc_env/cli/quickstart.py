@@ -14,6 +14,7 @@ from typing import Any
 
 from ..paths import atomic_write_text
 from .report import Report, make_report
+from .runs import removed_on_error
 
 ENV_ID = "DDC-LeNet5-MNIST"
 QUICKSTART_ENV = dict(dataset="mnist_sample", teacher="auto", reward="ddc")
@@ -47,20 +48,21 @@ def run_quickstart(out_dir: str | Path, *, episodes: int = 60, seed: int = 0, fi
     from .search import SearchConfig, run_search
 
     out = Path(out_dir)
-    _prepare(out)
     env_kwargs = {**QUICKSTART_ENV, "fidelity": fidelity, "teacher_epochs": teacher_epochs, "latency": latency,
                   "seed": seed}
     config = SearchConfig(env_id=ENV_ID, env_kwargs=env_kwargs, agent=agent,
-                          agent_kwargs=AGENT_KWARGS.get(agent, {}), episodes=episodes, seed=seed)
-    summary = run_search(config, out / "search", progress=progress)
-    best = summary["best_info"]
-    if best.get("status") != "ok":
-        raise RuntimeError("the search found no valid student")  # cannot happen with masked agents
-    run_baseline(BaselineConfig(baseline="uniform", env_id=ENV_ID, env_kwargs=env_kwargs,
-                                kwargs={"widths": list(UNIFORM_WIDTHS)}, seed=seed), out / "uniform",
-                 progress=progress)
-    ratio = min(best["param_ratio"], 0.9)  # prune to the searched student's size (at least 10% off)
-    run_baseline(BaselineConfig(baseline="l1_pruning", env_id=ENV_ID, env_kwargs=env_kwargs,
-                                kwargs={"ratio": ratio, "steps": 3}, seed=seed), out / "l1_pruning",
-                 progress=progress)
-    return make_report([out / "search", out / "uniform", out / "l1_pruning"], out / "report")
+                          agent_kwargs=AGENT_KWARGS.get(agent, {}), episodes=episodes, seed=seed)  # checked first
+    with removed_on_error(out):  # a failed first quickstart leaves no folder behind
+        _prepare(out)
+        summary = run_search(config, out / "search", progress=progress)
+        best = summary["best_info"]
+        if best.get("status") != "ok":
+            raise RuntimeError("the search found no valid student")  # cannot happen with masked agents
+        run_baseline(BaselineConfig(baseline="uniform", env_id=ENV_ID, env_kwargs=env_kwargs,
+                                    kwargs={"widths": list(UNIFORM_WIDTHS)}, seed=seed), out / "uniform",
+                     progress=progress)
+        ratio = min(best["param_ratio"], 0.9)  # prune to the searched student's size (at least 10% off)
+        run_baseline(BaselineConfig(baseline="l1_pruning", env_id=ENV_ID, env_kwargs=env_kwargs,
+                                    kwargs={"ratio": ratio, "steps": 3}, seed=seed), out / "l1_pruning",
+                     progress=progress)
+        return make_report([out / "search", out / "uniform", out / "l1_pruning"], out / "report")

@@ -334,11 +334,25 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
 
 
 _MARKERS = ("s", "^", "v", "P", "X", "h", "<", ">", "p")  # ("D": a search's best, "*": the teacher)
+# label offsets (points) tried in turn around a final model: near first, then farther out with a leader line
+_OFFSETS = tuple((dx * r, dy * r) for r in (6, 14, 24, 36, 50, 66, 84) for dx, dy in
+                 ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.2), (0, -1.2), (1.2, 0), (-1.2, 0)))
 
 
 def plot_pareto(runs: Sequence[Run], rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """``pareto.png``: validation accuracy against params ratio and against latency (or FLOPs) ratio."""
+    """``pareto.png``: validation accuracy against params ratio and against latency (or FLOPs) ratio (see
+    :func:`pareto_figure`)."""
+    pareto_figure(runs, rows).savefig(path)
+    return path
+
+
+def pareto_figure(runs: Sequence[Run], rows: Sequence[dict[str, Any]]) -> Any:
+    """The Pareto figure: each run has one colour and one legend entry, outside the axes; baselines' final models
+    are labelled where the labels cover no other label or marker."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     points = [[r["record"] for r in run.store_rows() if r["record"].get("status") == "ok"] for run in runs]
     finals = [final_models(run) for run in runs]
@@ -346,36 +360,79 @@ def plot_pareto(runs: Sequence[Run], rows: Sequence[dict[str, Any]], path: Path)
     latency = bool(every) and all(rec.get("latency_ratio") is not None for rec in every)
     second = ("latency_ratio", "latency ratio (student / teacher)") if latency else \
         ("flop_ratio", "FLOPs ratio (student / teacher; latency not measured)")
-    fig = Figure(figsize=(12, 5), layout="constrained")
+    colors = colormaps["tab10" if len(runs) <= 10 else "tab20"].colors
+    style = [(colors[i % len(colors)], "D" if run.kind == "search" else _MARKERS[i % len(_MARKERS)])
+             for i, run in enumerate(runs)]
+    teachers = [row for row in rows if row["kind"] == "teacher" and row["val_acc"] is not None]
+    fig = Figure(figsize=(15, 5.5), dpi=110, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    for ax, (key, label) in zip(axes, [("param_ratio", "params ratio (student / teacher)"), second]):
-        for i, (run, models) in enumerate(zip(runs, finals)):
-            color = f"C{i % 10}"
-            recs = [r for r in points[i] if r.get(key) is not None]
-            ax.scatter([r[key] for r in recs], [r["val_acc"] for r in recs], s=8, alpha=0.35, color=color,
-                       label=f"{run.name}: evaluated")
-            for j, m in enumerate(models):
-                if m.record.get(key) is None:
-                    continue
-                if run.kind == "search":
-                    ax.scatter(m.record[key], m.record["val_acc"], s=80, marker="D", color=color,
-                               edgecolors="black", zorder=3, label=f"{run.name}: best")
-                else:
-                    ax.scatter(m.record[key], m.record["val_acc"], s=55, marker=_MARKERS[i % len(_MARKERS)],
-                               color=color, edgecolors="black", zorder=3,
-                               label=f"{run.name}: final" if j == 0 else None)
-                    ax.annotate(m.record.get("label", m.method), (m.record[key], m.record["val_acc"]),
-                                fontsize=7, xytext=(4, 4), textcoords="offset points")
-        for row in rows:
-            if row["kind"] == "teacher" and row["val_acc"] is not None:
-                ax.scatter(1.0, row["val_acc"], s=220, marker="*", color="gold", edgecolors="black", zorder=4,
-                           label=row["method"])
-        ax.set_xlabel(label)
+    labels: list[list[tuple[float, float, str]]] = [[], []]  # per panel: baseline final models to label
+    marked: list[list[tuple[float, float]]] = [[], []]  # per panel: the big markers labels must not cover
+    for k, (ax, (key, title)) in enumerate(zip(axes, [("param_ratio", "params ratio (student / teacher)"), second])):
+        for (color, marker), recs, models in zip(style, points, finals):
+            recs = [r for r in recs if r.get(key) is not None]
+            ax.scatter([r[key] for r in recs], [r["val_acc"] for r in recs], s=8, alpha=0.35, color=color)
+            for m in models:
+                if m.record.get(key) is not None:
+                    ax.scatter(m.record[key], m.record["val_acc"], s=80 if marker == "D" else 55, marker=marker,
+                               color=color, edgecolors="black", zorder=3)
+                    marked[k].append((m.record[key], m.record["val_acc"]))
+                    if m.run.kind == "baseline":
+                        labels[k].append((m.record[key], m.record["val_acc"], m.record.get("label", m.method)))
+        for row in teachers:
+            ax.scatter(1.0, row["val_acc"], s=220, marker="*", color="gold", edgecolors="black", zorder=4)
+            marked[k].append((1.0, row["val_acc"]))
+        ax.set_xlabel(title)
         ax.set_ylabel("validation accuracy")
+        ax.margins(0.06, 0.12)  # room for labels at the edges
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="x-small")
-    fig.savefig(path, dpi=110)
-    return path
+    handles = [Line2D([], [], linestyle="none", marker=marker, markersize=8, color=color, markeredgecolor="black",
+                      label=run.name) for run, (color, marker) in zip(runs, style)]
+    handles += [Line2D([], [], linestyle="none", marker="*", markersize=14, color="gold", markeredgecolor="black",
+                       label=row["method"]) for row in teachers]
+    handles.append(Line2D([], [], linestyle="none", marker="o", markersize=4, color="grey", alpha=0.5,
+                          label="small dots: every student evaluated"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small", title="runs (◆ a search's best)")
+    fig.draw_without_rendering()  # the layout is final: label boxes can be measured
+    renderer = canvas.get_renderer()
+    for ax, items, markers in zip(axes, labels, marked):
+        _place_labels(ax, items, markers, renderer)
+    return fig
+
+
+def _place_labels(ax: Any, items: Sequence[tuple[float, float, str]], markers: Sequence[tuple[float, float]],
+                  renderer: Any) -> None:
+    """Annotate each ``(x, y, text)`` at the first offset of :data:`_OFFSETS` where the label stays inside the axes
+    and covers neither one of the ``markers`` nor a label placed before (farther ones get a leader line); when no
+    offset is free, at the one that covers least."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    inside = ax.get_window_extent(renderer)
+    pad = 7  # pixels around a marker
+    taken = [Bbox.from_extents(px - pad, py - pad, px + pad, py + pad)
+             for px, py in (ax.transData.transform(xy) for xy in markers)]
+    for x, y, text in items:
+        tries = []
+        for dx, dy in _OFFSETS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                              ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                              va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                              arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6} if max(abs(dx), abs(dy)) > 8
+                              else None)
+            ann.set_in_layout(False)
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer)  # the text alone, not its leader line
+            out = not (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1)
+            tries.append((100 * out + sum(box.overlaps(other) for other in taken), len(tries), ann, box))
+            if tries[-1][0] == 0:
+                break
+        best = min(tries, key=lambda t: t[:2])
+        for _, _, ann, _ in tries:
+            if ann is not best[2]:
+                ann.remove()
+        taken.append(best[3])
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -410,5 +467,5 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, *
 
 
 __all__ = ["FinalModel", "Report", "Run", "final_models", "format_table", "load_live", "load_model", "make_report",
-           "measure_test_accuracy", "plot_curves", "plot_pareto", "quiet_jit", "read_episodes", "read_run",
-           "report_rows"]
+           "measure_test_accuracy", "pareto_figure", "plot_curves", "plot_pareto", "quiet_jit", "read_episodes",
+           "read_run", "report_rows"]

@@ -15,8 +15,9 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ __all__ = ["BEST_FILE", "BEST_SPEC_FILE", "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE"
            "EPISODE_FIELDS", "EPISODE_SCALARS", "LOCK_FILE", "MODELS_DIR", "PROGRESS_FILE", "BudgetReached",
            "RunLockedError",
            "STORE_FILE", "SUMMARY_FILE", "TENSORBOARD_DIR", "RunLog", "SearchLog", "json_default", "locked",
-           "prepare_run_dir", "read_episodes", "read_progress"]
+           "prepare_run_dir", "read_episodes", "read_progress", "removed_on_error"]
 
 CONFIG_FILE = "config.yaml"
 STORE_FILE = "results.sqlite"
@@ -73,10 +74,32 @@ def prepare_run_dir(run_dir: Path, *, resume: bool | None = None) -> None:
 
 
 @contextlib.contextmanager
+def removed_on_error(path: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Run the block; when it raises an ``Exception`` and ``keep()`` is false, remove what it created at ``path``:
+    the folder (with the parents made for it) if it did not exist, else the entries it added. So a failed command
+    leaves no folder that neither a new run nor ``--resume`` could use (an interrupt leaves it, to resume)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    before = set(path.iterdir()) if path.is_dir() else set()
+    try:
+        yield
+    except Exception:
+        if not keep():
+            for entry in [missing[-1]] if missing else set(path.iterdir()) - before:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder's lock (created with the folder if missing); a second holder gets RunLockedError."""
+    """Hold the run folder's lock; a second holder gets RunLockedError at once. A folder that was missing is
+    created (with its missing parents), and removed again when the block fails before writing anything into it."""
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = run_dir / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -87,6 +110,13 @@ def locked(run_dir: Path) -> Iterator[None]:
         os.write(fd, str(os.getpid()).encode())
         try:
             yield
+        except BaseException:
+            if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+                lock.unlink()
+                with contextlib.suppress(OSError):  # only empty folders go
+                    for folder in created:
+                        folder.rmdir()
+            raise
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

@@ -3,7 +3,8 @@
 
 A run folder holds:
 
-- ``config.yaml``: the resolved :class:`SearchConfig` (agent defaults filled in, the store forced to this folder)
+- ``config.yaml``: the resolved :class:`SearchConfig` (agent defaults filled in, the store forced to this folder,
+  the backend the students are evaluated on: ``--resume`` uses it again unless told another)
 - ``results.sqlite``: the results store, every evaluation of the run (the reward cache and the resume point)
 - ``tensorboard/``: per-episode and search scalars; ``best.json``: the best episode so far
 - ``episodes.jsonl``: one JSON line per finished episode (reward, status, cache hit, accuracy, ratios, size,
@@ -22,10 +23,12 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import math
+import sqlite3
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,11 +43,14 @@ from .. import registration
 from ..agents import get_agent
 from ..arch import NetSpec
 from ..paths import atomic_write_bytes, atomic_write_text
-from ..store import ResultsStore
-from ..validate import check_int, check_names, check_number
+from ..scoring import CachedScorer, Scorer
+from ..store import ResultsStore, StoreError
+from ..validate import check_int, check_mapping, check_names, check_number
+from .backend import BackendOptions, make_backend_scorer, open_backend
 from .config import plain, read_yaml, set_dotted
-from .runs import (BEST_FILE, BEST_SPEC_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CONFIG_FILE, STORE_FILE,
-                   SUMMARY_FILE, BudgetReached, RunLog, json_default, locked, prepare_run_dir, read_progress)
+from .runs import (BEST_FILE, BEST_SPEC_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CONFIG_FILE, EPISODES_FILE,
+                   STORE_FILE, SUMMARY_FILE, BudgetReached, RunLog, json_default, locked, prepare_run_dir,
+                   read_progress, removed_on_error)
 
 _REQUIRED = ("env_id", "agent")
 
@@ -54,8 +60,10 @@ class SearchConfig:
     """One search: ``agent`` (a name of :data:`ddc_env.agents.AGENTS`) with ``agent_kwargs`` (its hyperparameters;
     the agent module's defaults fill the rest) on ``gym.make(env_id, **env_kwargs)`` for ``episodes``
     episodes; ``n_envs`` parallel envs (stable-baselines3 agents only); ``init_from`` another run's
-    ``agent.ckpt`` to start the controller from (policy transfer); ``budget_seconds`` ends the search before the
-    episode that would take its simulated seconds (the live evaluations its students cost) past it."""
+    ``agent.ckpt`` to start the controller from (policy transfer); ``backend`` where the students are evaluated
+    (:class:`~ddc_env.cli.backend.BackendOptions` as a mapping, e.g. ``{name: ray, workers: 4}``);
+    ``budget_seconds`` ends the search before the episode that would take its simulated seconds (the live
+    evaluations its students cost) past it."""
 
     env_id: str
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -65,13 +73,12 @@ class SearchConfig:
     seed: int = 0
     n_envs: int = 1
     init_from: str | None = None
+    backend: dict[str, Any] = field(default_factory=lambda: BackendOptions().to_dict())
     budget_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("env_kwargs", "agent_kwargs"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-                raise ValueError(f"{name} must be a mapping of names to values, got {value!r}")
+            check_mapping(getattr(self, name), name)
         for name, low in (("episodes", 1), ("seed", 0), ("n_envs", 1)):
             check_int(getattr(self, name), name, minimum=low)
         if self.init_from is not None:
@@ -81,6 +88,11 @@ class SearchConfig:
             registration.env_config(self.env_id, self.env_kwargs)
         except ValueError as e:
             raise ValueError(f"env_kwargs: {e}") from None
+        backend = BackendOptions.from_dict(self.backend)
+        if backend.shared and not registration.is_live(self.env_id):
+            raise ValueError(f"the {backend.name} backend trains students, but {self.env_id} is a benchmark twin "
+                             f"(it looks them up): leave the backend local")
+        object.__setattr__(self, "backend", backend.to_dict())
         entry = get_agent(self.agent)
         entry.runner(self.n_envs)  # imports the agent module; rejects n_envs > 1 for one-env agents
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
@@ -147,31 +159,37 @@ def read_run_config(run_dir: str | Path) -> SearchConfig:
 
 @dataclass(frozen=True)
 class EnvFactory:
-    """The ``env_fn`` agents get: ``gym.make(env_id, **kwargs)``; picklable, for subprocess vector envs."""
+    """The ``env_fn`` agents get: ``gym.make(env_id, **kwargs)``; picklable, for subprocess vector envs. With a
+    shared ``scorer`` (a Ray pool's client) every env scores through it behind its own cache over the ``store`` of
+    ``kwargs``, so the envs of every process use one pool."""
 
     env_id: str
     kwargs: Mapping[str, Any]
+    scorer: Scorer | None = None
 
     def __call__(self) -> gym.Env:
-        return gym.make(self.env_id, **self.kwargs)
+        if self.scorer is None:
+            return gym.make(self.env_id, **self.kwargs)
+        cached = CachedScorer(self.scorer, self.kwargs.get("store"), run=self.kwargs.get("run"))
+        return gym.make(self.env_id, scorer=cached, **self.kwargs)
 
 
 def run_search(config: SearchConfig | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
                on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Run ``config``'s agent into ``run_dir`` (see the module docstring for what it writes); returns the
     summary. ``resume=True`` continues the search in an existing run folder from its ``config.yaml``
-    (``config`` may be None; if given it may differ from the saved one in ``episodes`` only, to extend the
-    search); finished evaluations come from the results store, never recomputed. A new search needs an
+    (``config`` may be None; if given it may differ from the saved one in ``episodes``, to extend the search,
+    and ``backend``); finished evaluations come from the results store, never recomputed. A new search needs an
     empty or missing ``run_dir``; the folder is locked while the search runs. ``on_start(run_dir)`` is called
-    once the folder is ready, before the agent runs."""
+    once the folder is ready, before the agent runs. A shared backend (Ray) starts before the folder is written
+    and is shut down at the end."""
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume=resume)
     if resume:
         config = _resumed_config(run_dir, config)
     elif config is None:
         raise ValueError("run_search needs a config (None is only allowed with resume=True)")
-    init_from = Path(config.init_from) if config.init_from is not None else None
-    if init_from is not None and not _checkpoint_exists(init_from):
+    if config.init_from is not None and not _checkpoint_exists(Path(config.init_from)):
         raise ValueError(f"--init-from {config.init_from}: no such file (expected another run's {CHECKPOINT_FILE})")
     env_kwargs = dict(config.env_kwargs)
     if registration.is_live(config.env_id):  # a live env keeps every evaluation in the run's results store
@@ -179,14 +197,28 @@ def run_search(config: SearchConfig | None, run_dir: str | Path, *, resume: bool
     config = dataclasses.replace(config, env_kwargs=env_kwargs)
     entry = get_agent(config.agent)
     run = entry.runner(config.n_envs)
+    backend = BackendOptions.from_dict(config.backend)
+    # a shared backend starts now (a cluster that cannot be reached fails before anything is written) and stops
+    # at the end
+    with open_backend(backend, registration.env_config(config.env_id, env_kwargs)) if (
+            backend.shared) else contextlib.nullcontext() as shared:
+        return _run_search(config, run_dir, run, entry, shared, resume=resume, progress=progress, on_start=on_start)
 
-    # build one env before writing anything: bad data or teacher paths fail here, an "auto" teacher trains here
-    probe = EnvFactory(config.env_id, {k: v for k, v in env_kwargs.items() if k != "store"})()
-    facts = _env_facts(probe.unwrapped)
-    probe.close()
-    del probe
 
-    with locked(run_dir):
+def _run_search(config: SearchConfig, run_dir: Path, run: Callable[..., None], entry: Any, shared: Scorer | None, *,
+                resume: bool, progress: bool, on_start: Callable[[Path], None] | None) -> dict[str, Any]:
+    """:func:`run_search` once the config is resolved and a shared backend (if any) is running."""
+    env_kwargs = config.env_kwargs
+    init_from = Path(config.init_from) if config.init_from is not None else None
+    # a new search that fails before it has anything to resume from leaves no folder behind
+    cleanup = contextlib.nullcontext() if resume else removed_on_error(run_dir, keep=lambda: _resumable(run_dir))
+    with cleanup, locked(run_dir):  # a second process on this folder fails here, before any work
+        prepare_run_dir(run_dir, resume=resume)  # again, now that no other process can write the folder
+        # build one env before writing anything: bad data or teacher paths fail here, an "auto" teacher trains here
+        probe = EnvFactory(config.env_id, {k: v for k, v in env_kwargs.items() if k != "store"}, shared)()
+        facts = _env_facts(probe.unwrapped)
+        probe.close()
+        del probe
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
         checkpoint = run_dir / CHECKPOINT_FILE
         resume_agent = resume and _checkpoint_exists(checkpoint)  # else the agent starts afresh (cache hits)
@@ -201,13 +233,13 @@ def run_search(config: SearchConfig | None, run_dir: str | Path, *, resume: bool
         if on_start is not None:
             on_start(run_dir)
         try:
-            run(EnvFactory(config.env_id, env_kwargs), episodes=config.episodes, log=log, seed=config.seed,
+            run(EnvFactory(config.env_id, env_kwargs, shared), episodes=config.episodes, log=log, seed=config.seed,
                 checkpoint=checkpoint, resume=resume_agent, init_from=init_from, **config.agent_kwargs)
         except BudgetReached:
             pass  # the simulated-seconds budget is spent: the search ends as if its episodes were
         finally:
             log.close()
-        best_student = _export_best(config, run_dir, log.best_info)
+        best_student = _export_best(config, run_dir, log.best_info, shared)
         summary = _summary(config, run_dir, log, facts, best_student)
         atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=1, default=json_default))
     return summary
@@ -221,15 +253,31 @@ def _resumed_config(run_dir: Path, requested: SearchConfig | None) -> SearchConf
         return saved
     ignore = {"store", "run"}
     a, b = saved.to_dict(), requested.to_dict()
-    for d in (a, b):
+    for d in (a, b):  # the backend may change: records do not depend on where they were computed
         d.pop("episodes")
+        d.pop("backend")
         d["env_kwargs"] = {k: v for k, v in d["env_kwargs"].items() if k not in ignore}
     changed = sorted(k for k in a if a[k] != b[k])
     if changed:
-        raise ValueError(f"--resume continues {run_dir / CONFIG_FILE} as saved; only episodes may change, but "
+        raise ValueError(f"--resume continues {run_dir / CONFIG_FILE} as saved; only episodes and the backend may "
+                         f"change, but "
                          f"{', '.join(changed)} differ{'s' if len(changed) == 1 else ''} "
                          f"(start a new run folder for a different config)")
-    return dataclasses.replace(saved, episodes=requested.episodes)
+    return dataclasses.replace(saved, episodes=requested.episodes, backend=requested.backend)
+
+
+def _resumable(run_dir: Path) -> bool:
+    """Whether a search folder holds anything ``--resume`` continues from: an agent checkpoint, a logged episode or
+    an evaluation in its results store (an unreadable store counts, to be looked at rather than deleted)."""
+    if _checkpoint_exists(run_dir / CHECKPOINT_FILE) or (run_dir / EPISODES_FILE).is_file():
+        return True
+    if not (run_dir / STORE_FILE).is_file():
+        return False
+    try:
+        with ResultsStore(run_dir / STORE_FILE) as store:
+            return store.count() > 0
+    except (StoreError, sqlite3.Error):
+        return True
 
 
 def _checkpoint_exists(path: Path) -> bool:
@@ -246,15 +294,20 @@ def _env_facts(env: Any) -> dict[str, Any]:
         if task.teacher is not None:
             facts["teacher"] = {"path": str(task.teacher.path), "sha256": task.teacher.meta.get("sha256"),
                                 "model": task.teacher.meta.get("model"), "val_acc": task.teacher.meta.get("val_acc")}
+        elif "teacher_path" in task.facts:  # a shared backend's task: its workers hold the teacher
+            facts["teacher"] = {"path": task.facts["teacher_path"], "sha256": task.teacher_id,
+                                "model": task.facts.get("model"), "val_acc": task.facts.get("teacher_sidecar_val_acc")}
     scorer = getattr(env, "scorer", None)
     if scorer is not None:
         facts["scorer"] = scorer.describe()
     return facts
 
 
-def _export_best(config: SearchConfig, run_dir: Path, best: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Save the best student's spec, and (live envs) its weights trained again exactly as it was evaluated;
-    returns the file names, or None when no episode produced a valid student."""
+def _export_best(config: SearchConfig, run_dir: Path, best: dict[str, Any] | None, shared: Scorer | None
+                 ) -> dict[str, Any] | None:
+    """Save the best student's spec, and (live envs) its weights trained again exactly as it was evaluated (on the
+    ``shared`` backend when there is one); returns the file names, or None when no episode produced a valid
+    student."""
     if not best or best.get("status") != "ok" or not best.get("spec"):
         return None
     spec = NetSpec.from_dict(best["spec"])
@@ -265,13 +318,10 @@ def _export_best(config: SearchConfig, run_dir: Path, best: dict[str, Any] | Non
         return files
     saved = spec_path.is_file() and weights_path.is_file() and NetSpec.from_json(spec_path.read_text()) == spec
     if not saved:  # (a resumed search that found nothing better keeps the files it has)
-        env = EnvFactory(config.env_id, {**config.env_kwargs, "store": None})()
-        try:
-            student, _ = env.unwrapped.scorer.inner.distiller.train_student(spec)
-        finally:
-            env.close()
+        scorer = shared or make_backend_scorer(BackendOptions(), registration.env_config(
+            config.env_id, {**config.env_kwargs, "store": None}))
         buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}, buffer)
+        torch.save(scorer.student_weights(spec), buffer)
         atomic_write_bytes(weights_path, buffer.getvalue())
         atomic_write_text(spec_path, spec.to_json(indent=1))
     return {**files, "weights": BEST_WEIGHTS_FILE}

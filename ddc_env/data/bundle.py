@@ -16,7 +16,8 @@ from .catalog import KNOWN_DATASETS
 from .errors import DataError
 from .sources import load_source
 from .splits import ValSplit, stratified_cap
-from .subsets import resolve_classes, select_classes
+from ..validate import check_bool
+from .subsets import class_items, resolve_classes, select_classes
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise DataError(f"dataset must be a dataset name, got {self.dataset!r}")
+        check_bool(self.download, "download")
         if isinstance(self.classes, list):  # e.g. from YAML
             object.__setattr__(self, "classes", tuple(self.classes))
+        class_items(self.classes)
         for name in ("max_train", "max_val"):
             cap = getattr(self, name)
             if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):

@@ -82,10 +82,7 @@ def load_source(dataset: str, data_dir: str | os.PathLike[str] | None = None, do
     train_path, test_path = npz_paths(dataset, root)
     via_torchvision = dataset in TORCHVISION_DATASETS
     if not root.exists() and not (download and via_torchvision):
-        extra = f", or torchvision's files ({_TORCHVISION_LAYOUT[dataset]}), or pass download=True" \
-            if via_torchvision else ""
-        raise DataError(f"data_dir {root} does not exist; expected {train_path.name} and {test_path.name} "
-                        f"there{extra}")
+        raise _not_found(dataset, root, download, f"data_dir {root} does not exist")
     if train_path.exists() or test_path.exists():
         for p in (train_path, test_path):
             if not p.is_file():
@@ -98,6 +95,19 @@ def load_source(dataset: str, data_dir: str | os.PathLike[str] | None = None, do
     what = "no local files for" if dataset in KNOWN_DATASETS else "unknown dataset"
     raise DataError(f"{what} {dataset!r}: expected {train_path} and {test_path.name}; local npz datasets in "
                     f"{root}: {local or 'none'}; torchvision datasets: {', '.join(TORCHVISION_DATASETS)}")
+
+
+def _not_found(dataset: str, root: Path, download: bool, cause: str) -> DataError:
+    """The one error for a dataset that is not on disk: why, what was looked for, and the ways forward."""
+    train, test = npz_paths(dataset, root)
+    looked = f"{train.name} and {test.name}"
+    ways = ["data_dir=<a folder holding them> (or set $DDC_DATA_DIR)"]
+    if dataset in TORCHVISION_DATASETS:
+        looked += f", or torchvision's {_TORCHVISION_LAYOUT[dataset]}"
+        ways += ["download=True (needs a network)" if not download else "download it where there is a network",
+                 "for a first try offline, the MNIST sample shipped in the package: dataset='mnist_sample' (e.g. "
+                 "gym.make('DDC-LeNet5-MNIST', dataset='mnist_sample'))"]
+    return DataError(f"{dataset}: {cause}; expected {looked} in {root}. Ways forward: {'; '.join(ways)}")
 
 # ---------------------------------------------------------------------------------------------- npz files
 
@@ -288,11 +298,9 @@ def _from_torchvision(dataset: str, root: Path, download: bool) -> SourceData:
     except ImportError as e:
         raise DataError(f"{dataset} through torchvision needs an extra package ({e}); install it, or provide "
                         f"{train_path} and {test_path}") from None
-    except (RuntimeError, OSError) as e:
-        hint = "the download failed (no network?)" if download else "pass download=True (needs network)"
-        raise DataError(f"{dataset}: no local files {train_path.name} / {test_path.name} in {root}, and torchvision "
-                        f"found no usable {dataset} there (expected {root}/{_TORCHVISION_LAYOUT[dataset]}): {e}; "
-                        f"{hint}, or place the npz files there") from None
+    except (RuntimeError, OSError) as e:  # URLError is an OSError
+        cause = f"downloading it failed ({e})" if download else f"not in {root} ({e})"
+        raise _not_found(dataset, root, download, cause) from None
     origin = f"torchvision:{dataset}:{root}"
     x_tr, x_te = (_images_to_nchw(np.asarray(x), origin) for x in xs)
     y_tr, y_te = (torch.as_tensor(np.asarray(y), dtype=torch.int64) for y in ys)

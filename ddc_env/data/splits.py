@@ -68,7 +68,7 @@ class ValSplit:
             raise DataError(f"val_split {self.method!r} is unknown; allowed: {', '.join(SPLIT_METHODS)}")
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 2:
             raise DataError(f"val_every must be an integer >= 2; got {self.every!r}")
-        if not 0.0 < float(self.fraction) < 1.0:
+        if isinstance(self.fraction, (bool, str)) or not 0.0 < float(self.fraction) < 1.0:
             raise DataError(f"val_fraction must lie strictly between 0 and 1; got {self.fraction!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise DataError(f"seed must be a non-negative integer; got {self.seed!r}")

@@ -11,7 +11,25 @@ from .catalog import NAMED_CLASS_SETS
 from .errors import DataError
 
 ClassSpec = str | Sequence[str | int] | None
-"""None = all classes; a named set ("vehicles", a CIFAR-100 superclass) or "cat,dog"; or names/indices."""
+"""None = all classes; a named set ("vehicles", a CIFAR-100 superclass), "cat,dog" or "3,5"; or names/indices."""
+
+
+def class_items(spec: ClassSpec) -> list[str | int] | None:
+    """The class names and indices ``spec`` lists (None: all classes; a str: one named set or comma-separated names
+    and indices, digits read as indices unless a class has that name), checked for shape only: which names exist
+    depends on the dataset (:func:`resolve_classes`)."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        items: list[str | int] = [s.strip() for s in spec.split(",") if s.strip()]
+    elif isinstance(spec, Sequence) and all(
+            isinstance(c, str) or (isinstance(c, numbers.Integral) and not isinstance(c, bool)) for c in spec):
+        items = list(spec)
+    else:
+        raise DataError(f"classes must be None, a string or a list of class names or indices, got {spec!r}")
+    if not items:
+        raise DataError("classes is empty; give at least one class (or None for all classes)")
+    return items
 
 
 def named_sets(class_names: Sequence[str],
@@ -32,22 +50,17 @@ def resolve_classes(spec: ClassSpec, class_names: Sequence[str],
                     groups: Mapping[str, tuple[int, ...]] | None = None) -> tuple[int, ...]:
     """Original label indices of the subset ``spec``, in the order given (None -> all classes)."""
     k = len(class_names)
-    if spec is None:
+    items = class_items(spec)
+    if items is None:
         return tuple(range(k))
     sets = named_sets(class_names, groups)
-    if isinstance(spec, str):
-        if spec in sets:
-            return sets[spec]
-        items: Sequence[str | int] = [s.strip() for s in spec.split(",") if s.strip()]
-    elif isinstance(spec, Sequence):
-        items = spec
-    else:
-        raise DataError(f"classes must be None, a str or a sequence of class names/indices; got {spec!r}")
-    if not items:
-        raise DataError("classes is empty; give at least one class (or None for all classes)")
+    if isinstance(spec, str) and spec in sets:
+        return sets[spec]
     index = {n: i for i, n in enumerate(class_names)}
     out: list[int] = []
     for item in items:
+        if isinstance(spec, str) and item not in index and item.isdigit():  # "3,5": indices in a string
+            item = int(item)
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):
             if not 0 <= int(item) < k:
                 raise DataError(f"class index {item} is out of range; allowed: 0..{k - 1}")

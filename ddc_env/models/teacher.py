@@ -9,12 +9,12 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +25,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..arch.build import build
+from ..arch.spec import NetSpec
 from ..data import DataBundle, DataConfig, Split, augment, flips, iterate_batches, load_data, normalize
 from ..paths import teachers_dir
-from ..train import OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..train import AMP_MODES, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
+from ..userwarn import warn_user
+from ..validate import check_bool, check_choice, check_int, check_number
 from .builders import MODELS, get_model_spec
 from .checkpoints import CheckpointError, TeacherCheckpoint, read_sidecar, save_teacher
 
@@ -52,13 +55,15 @@ class TeacherRecipe:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1); got {self.label_smoothing!r}")
-        if isinstance(self.crop_pad, bool) or not isinstance(self.crop_pad, int) or self.crop_pad < 0:
-            raise ValueError(f"crop_pad must be a non-negative integer; got {self.crop_pad!r}")
+            check_int(getattr(self, name), name, minimum=1)
+        if not isinstance(self.optim, OptimConfig):
+            raise ValueError(f"optim must be an OptimConfig, got {self.optim!r}")
+        check_number(self.label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        check_int(self.crop_pad, "crop_pad")
+        if self.flip is not None:
+            check_bool(self.flip, "flip")
+        check_choice(self.amp, "amp", AMP_MODES)
+        check_int(self.seed, "seed")
 
     def flips(self, dataset: str) -> bool:
         """Whether horizontal flips are used on ``dataset``."""
@@ -75,15 +80,26 @@ def data_key(cfg: DataConfig) -> dict[str, Any]:
     return d
 
 
-def teacher_filename(model: str, cfg: DataConfig, seed: int) -> str:
-    """``<model>_<dataset>[_<classes>][_n<max_train>]_seed<seed>.pt``."""
+def recipe_key(recipe: TeacherRecipe, dataset: str) -> dict[str, Any]:
+    """``recipe`` as a checkpoint's sidecar stores it (``flip`` resolved for ``dataset``), JSON-ready: what
+    :func:`find_teacher` matches and :func:`teacher_filename` hashes."""
+    return json.loads(json.dumps({**dataclasses.asdict(recipe), "flip": recipe.flips(dataset)}))
+
+
+def teacher_filename(model: str, cfg: DataConfig, recipe: TeacherRecipe,
+                     model_kwargs: Mapping[str, Any] | None = None) -> str:
+    """``<model>_<dataset>[_<classes>][_n<max_train>]_e<epochs>_seed<seed>_<hash>.pt``, ``<hash>`` a short hash of
+    the whole recipe and ``model_kwargs``: teachers trained differently never overwrite each other."""
     parts = [model, cfg.dataset]
     if cfg.classes is not None:
         classes = cfg.classes if isinstance(cfg.classes, str) else ",".join(map(str, cfg.classes))
         parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", classes).strip("-"))
     if cfg.max_train is not None:
         parts.append(f"n{cfg.max_train}")
-    return "_".join(parts) + f"_seed{seed}.pt"
+    how = json.dumps({"recipe": recipe_key(recipe, cfg.dataset), "model_kwargs": dict(model_kwargs or {})},
+                     sort_keys=True, default=list)
+    parts += [f"e{recipe.epochs}", f"seed{recipe.seed}", hashlib.sha256(how.encode()).hexdigest()[:8]]
+    return "_".join(parts) + ".pt"
 
 
 @torch.no_grad()
@@ -124,10 +140,40 @@ def _progress(total: int, show: bool, what: str, device: torch.device) -> tuple[
             rate = state["images"] / max(time.perf_counter() - state["t0"], 1e-9)
             eta = total / rate
             if eta > LONG_RUN_SECONDS:
-                warnings.warn(f"{what}: {total:,} images on CPU at about {rate:.0f} img/s will take about "
-                              f"{eta / 60:.0f} min")
+                warn_user(f"{what}: {total:,} images on CPU at about {rate:.0f} img/s will take about "
+                          f"{eta / 60:.0f} min")
 
     return update, bar
+
+
+def _probe_setup(model: str, data: DataBundle, recipe: TeacherRecipe, model_kwargs: Mapping[str, Any] | None,
+                 device: str | torch.device) -> tuple[NetSpec, torch.device, Precision]:
+    """The spec :func:`train_teacher` would build for ``data``, the device and the recipe's precision there."""
+    spec = get_model_spec(model, **{**(model_kwargs or {}), "num_classes": data.num_classes,
+                                    "in_channels": data.in_channels, "input_size": data.image_size})
+    dev = resolve_device(device)
+    return spec, dev, Precision.for_device(dev, recipe.amp)
+
+
+def min_training_seconds(model: str, data: DataBundle, recipe: TeacherRecipe, *,
+                         model_kwargs: Mapping[str, Any] | None = None,
+                         device: str | torch.device = "auto") -> float:
+    """A lower bound of the seconds :func:`train_teacher` would spend, found in well under a second without
+    training: every image's forward and backward FLOPs (3x the forward's) at ``device``'s matrix-multiply peak,
+    measured now in the recipe's precision. No network trains faster than its device multiplies matrices."""
+    spec, dev, precision = _probe_setup(model, data, recipe, model_kwargs, device)
+    n = 1024
+    a = torch.full((n, n), 0.5, device=dev)  # constants: the global RNG stays untouched
+    times = []
+    for _ in range(4):
+        start = time.perf_counter()
+        with precision.autocast(dev):
+            a @ a
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - start)
+    peak = 2 * n**3 / min(times[1:])  # FLOP/s; the first multiply is a warm-up
+    return 3 * spec.flops * len(data.train) * recipe.epochs / peak
 
 
 def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecipe, *,
@@ -135,13 +181,10 @@ def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecip
                               device: str | torch.device = "auto") -> float:
     """Seconds :func:`train_teacher` would spend training ``model`` on ``data`` with ``recipe`` on ``device``,
     extrapolated from a few real training steps (one untimed warm-up step, then ``PROBE_STEPS`` timed ones)."""
-    dev = resolve_device(device)
-    spec = get_model_spec(model, **{**(model_kwargs or {}), "num_classes": data.num_classes,
-                                    "in_channels": data.in_channels, "input_size": data.image_size})
+    spec, dev, precision = _probe_setup(model, data, recipe, model_kwargs, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         net = build(spec)
-    precision = Precision.for_device(dev, recipe.amp)
     net = precision.prepare(net.to(dev)).train()
     batch = min(recipe.batch_size, len(data.train))
     x = normalize(data.train.x[:batch].to(dev), data.mean, data.std)
@@ -163,27 +206,43 @@ def estimate_training_seconds(model: str, data: DataBundle, recipe: TeacherRecip
     return per_image * len(data.train) * recipe.epochs
 
 
-def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None = None, *,
+def train_teacher(model: str | NetSpec, data_cfg: DataConfig, recipe: TeacherRecipe | None = None, *,
                   model_kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "auto",
                   out_path: str | os.PathLike[str] | None = None, progress: bool = True) -> TeacherCheckpoint:
-    """Train zoo ``model`` on ``data_cfg``'s train split (never val or test), measure val and test accuracy
-    and save the checkpoint to ``out_path`` (default: ``teachers_dir()/teacher_filename(...)``).
+    """Train ``model`` on ``data_cfg``'s train split (never val or test), measure val and test accuracy and save
+    the checkpoint to ``out_path`` (default: ``teachers_dir()/teacher_filename(...)``).
 
-    The spec takes num_classes, in_channels and input_size from the data; ``model_kwargs`` adds others
-    (e.g. ``{"stem": "imagenet"}``).
+    ``model`` is a zoo name, whose spec takes num_classes, in_channels and input_size from the data and
+    ``model_kwargs`` for the others (e.g. ``{"stem": "imagenet"}``); or any :class:`~ddc_env.arch.NetSpec` (an
+    architecture of your own, described with the ``ddc_env.arch`` units), which must take the data's images and
+    end in one output per class. The checkpoint carries the spec, so the env loads it with no zoo name.
     """
     recipe = recipe or TeacherRecipe()
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))}")
+    if isinstance(model, NetSpec):
+        if model_kwargs:
+            raise ValueError("model_kwargs only shape a zoo model; a NetSpec is the whole architecture")
+    elif model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))} (or pass a NetSpec)")
     clash = sorted(set(model_kwargs or {}) & {"num_classes", "in_channels", "input_size"})
     if clash:
         raise ValueError(f"model_kwargs must not set {', '.join(clash)}: they come from the data")
+    if out_path is not None and Path(out_path).is_dir():
+        raise ValueError(f"out_path {out_path} is a directory; give the checkpoint's file name (e.g. teacher.pt)")
     dev = resolve_device(device)
     bundle = load_data(data_cfg)
     from_data = {"num_classes": bundle.num_classes, "in_channels": bundle.in_channels,
                  "input_size": bundle.image_size}
-    kwargs = {**(model_kwargs or {}), **from_data}
-    spec = get_model_spec(model, **kwargs)
+    if isinstance(model, NetSpec):
+        spec, kwargs, name = model, {}, model.arch
+        given = {"num_classes": spec.num_classes, "in_channels": spec.in_channels, "input_size": spec.input_size}
+        wrong = [f"{k}={given[k]!r} (the data's: {v!r})" for k, v in from_data.items() if given[k] != v]
+        if wrong:
+            raise ValueError(f"the {spec.arch} spec does not fit {data_cfg.dataset}: {', '.join(wrong)}")
+        filename = f"{spec.arch}-{spec.hash()[:8]}"  # architectures of one name may differ
+    else:
+        kwargs = {**(model_kwargs or {}), **from_data}
+        spec, name = get_model_spec(model, **kwargs), model
+        filename = model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         net = build(spec)
@@ -198,7 +257,7 @@ def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None
     flip = recipe.flips(data_cfg.dataset)
     epochs = (_epoch(train, recipe, flip, bundle, drop_last, gen) for _ in range(recipe.epochs))
     seen = steps_per_epoch * recipe.batch_size if drop_last else len(train)
-    update, bar = _progress(recipe.epochs * seen, progress, f"teacher {model}/{data_cfg.dataset}", dev)
+    update, bar = _progress(recipe.epochs * seen, progress, f"teacher {name}/{data_cfg.dataset}", dev)
     loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     try:
         result = train_loop(net, epochs, loss, opt, sched, device=dev, precision=precision, progress=update)
@@ -212,7 +271,7 @@ def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None
     val_acc = evaluate_accuracy(net, bundle.val, bundle.mean, bundle.std, device=dev, precision=precision)
     test_acc = evaluate_accuracy(net, bundle.test, bundle.mean, bundle.std, device=dev, precision=precision)
     meta = {
-        "model": model,
+        "model": name,
         "model_kwargs": kwargs,
         "class_names": list(bundle.class_names),
         "class_indices": list(bundle.class_indices),
@@ -230,8 +289,8 @@ def train_teacher(model: str, data_cfg: DataConfig, recipe: TeacherRecipe | None
         "train_images_per_second": round(result.images_per_second, 1),
         "final_train_loss": round(result.last_loss, 5),
     }
-    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(model, data_cfg,
-                                                                                           recipe.seed)
+    path = Path(out_path) if out_path is not None else teachers_dir() / teacher_filename(filename, data_cfg, recipe,
+                                                                                           model_kwargs)
     return save_teacher(net, spec, meta, path)
 
 
@@ -255,8 +314,7 @@ def find_teacher(model: str, data_cfg: DataConfig, seed: int = 0,
     dataset, classes, split and caps; any data_dir) and, when ``recipe`` is given, with exactly that recipe
     (its seed replaces ``seed``); best val_acc first; None when there is none."""
     key = data_key(data_cfg)
-    wanted = None if recipe is None else json.loads(json.dumps(
-        {**dataclasses.asdict(recipe), "flip": recipe.flips(data_cfg.dataset)}))  # stored resolved, as trained
+    wanted = None if recipe is None else recipe_key(recipe, data_cfg.dataset)
     if recipe is not None:
         seed = recipe.seed
 

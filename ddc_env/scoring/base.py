@@ -5,11 +5,12 @@ terminal ``info``): validation accuracy, params, FLOPs, size, latency, their rat
 the evaluation took. Backends: live KD training (:class:`~ddc_env.scoring.live.LiveScorer`), a caching wrapper over
 the SQLite results store (:class:`~ddc_env.scoring.cached.CachedScorer`), a benchmark table
 (:class:`~ddc_env.scoring.table.TableScorer`), a surrogate model (:class:`~ddc_env.scoring.surrogate.SurrogateScorer`)
-and a pool of Ray actors. The env knows nothing of how a record is made.
+and a pool of Ray actors (:class:`~ddc_env.scoring.ray.RayScorer`). The env knows nothing of how a record is made.
 
 Scoring is synchronous (:meth:`Scorer.score`) or asynchronous (:meth:`Scorer.submit` returns a
 ``concurrent.futures.Future``; collect a batch with ``concurrent.futures.as_completed`` or :meth:`Scorer.score_many`).
-Local backends compute at submission; parallel backends return at once and finish out of order.
+Local backends compute at submission; parallel backends (:attr:`Scorer.concurrent`) return at once and finish out of
+order.
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ class Scorer(abc.ABC):
 
     task: Task
     fidelity: str  # the fidelity's name, as records carry it
+    concurrent: bool = False  # whether submit() returns before the record is ready (a parallel backend)
 
     @property
     @abc.abstractmethod
@@ -90,7 +92,8 @@ class Scorer(abc.ABC):
 
     def submit(self, spec: NetSpec) -> Future:
         """Start scoring ``spec``; the future's result is the record (with ``cache_hit`` and
-        ``simulated_seconds``). This base version scores now."""
+        ``simulated_seconds``; a backend that found the record elsewhere, e.g. another process's evaluation in
+        flight, says ``cache_hit=True``). This base version scores now."""
         try:
             record = self.evaluate(spec)
         except Exception as e:  # delivered through the future, as a parallel backend would

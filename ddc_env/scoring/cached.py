@@ -20,7 +20,8 @@ class CachedScorer(Scorer):
     a student already in flight is not scored twice (the second request waits for the first and counts as a hit).
     A new record is written to ``store`` in one transaction as soon as it is finished, by whichever thread finishes
     it (the store gives each thread its own connection), tagged with ``run`` and ``method``. Invalid-action
-    records are never stored.
+    records are never stored, nor records the inner scorer reports as hits (another process, sharing the same
+    parallel backend, evaluated the student and stores it). Pickles as its inner scorer, store and tags.
     """
 
     def __init__(self, inner: Scorer, store: ResultsStore | str | None = None, *, run: str | None = None,
@@ -33,9 +34,19 @@ class CachedScorer(Scorer):
         self._in_flight: dict[str, Future] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"inner": self.inner, "store": self.store, "run": self.run, "method": self.method}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["inner"], state["store"], run=state["run"], method=state["method"])
+
     @property
     def key(self) -> str:
         return self.inner.key
+
+    @property
+    def concurrent(self) -> bool:  # type: ignore[override]
+        return self.inner.concurrent
 
     @property
     def time_term(self) -> str:
@@ -89,10 +100,11 @@ class CachedScorer(Scorer):
                 self._in_flight.pop(key, None)
             out.set_exception(e)
             return
+        shared = bool(record.get("cache_hit"))  # the backend found it elsewhere: its evaluator stores it
         record = {k: v for k, v in record.items() if k not in ("cache_hit", "simulated_seconds")}
         if first:
             try:
-                if self.store is not None and record.get("status") != "invalid":
+                if self.store is not None and not shared and record.get("status") != "invalid":
                     self.store.put(key, record, teacher=self.task.teacher_id, data=self.task.data_key,
                                    spec_hash=spec.hash(), fidelity=self.key, run=self.run, method=self.method,
                                    seconds=record.get("eval_seconds", 0.0))
@@ -104,6 +116,7 @@ class CachedScorer(Scorer):
             with self._lock:
                 self._memory[key] = record
                 self._in_flight.pop(key, None)
+        if first and not shared:
             out.set_result({**record, "cache_hit": False, "simulated_seconds": record.get("eval_seconds", 0.0)})
         else:
             out.set_result(_hit(record))

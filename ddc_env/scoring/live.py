@@ -113,6 +113,12 @@ class LiveScorer(Scorer):
             record["eval_seconds"] = time.perf_counter() - start
         return record
 
+    def student_weights(self, spec: NetSpec) -> dict[str, torch.Tensor]:
+        """The weights (CPU tensors) of ``spec``'s student trained exactly as :meth:`evaluate` trains it."""
+        with self._lock, torch_threads(self.threads):
+            student, _ = self.distiller.train_student(spec)
+        return {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
+
     def measure(self, net: nn.Module, *, spec: NetSpec | None = None, accuracy: float | None = None,
                 params: int | None = None, flops: int | None = None, size_bytes: int | None = None,
                 latency_ms: float | None = None, status: str = "ok", reason: str = "", **extra: Any

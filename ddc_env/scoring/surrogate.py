@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import sklearn
 from scipy.stats import kendalltau
 
 from ..arch import Block, Conv, Linear, NetSpec
@@ -172,8 +173,9 @@ class SurrogateScorer(Scorer):
         """Records of several students with one model call (faster than one by one)."""
         latency = [self.latency.predict_ms(s) for s in specs]
         x = np.array([features(self.task, s, t, self._teacher["latency_ms"]) for s, t in zip(specs, latency)])
-        acc = np.clip(self.model.accuracy.predict(x), 0.0, 1.0)
-        secs = np.exp(self.model.seconds.predict(x))
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):  # x is ours: no checks
+            acc = np.clip(self.model.accuracy.predict(x), 0.0, 1.0)
+            secs = np.exp(self.model.seconds.predict(x))
         out = []
         for spec, t, a, sec in zip(specs, latency, acc, secs):
             size = float(np.dot(size_features(spec), self.model.size_coef))

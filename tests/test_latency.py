@@ -1,0 +1,63 @@
+"""The reward's time: the per-unit latency model (one table per device, protocol and batch, first writer wins, the
+same numbers in every process) and paired measurement of student and teacher."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ddc_env.arch import apply_decisions, build, uniform_choices
+from ddc_env.latency import LatencyModel, LatencyProtocol, measure_paired, timing_copy, unit_key
+from ddc_env.models import lenet5
+
+TEACHER = lenet5(num_classes=4, in_channels=1, input_size=(28, 28))
+STUDENT = apply_decisions(TEACHER, uniform_choices(TEACHER, 0.25), channel_round=2, min_channels=2)
+PROTOCOL = LatencyProtocol(batch_size=64, warmup=2, rounds=5)
+
+
+def _ratio(path: Path) -> float:
+    model = LatencyModel(PROTOCOL, path=path)
+    return model.predict_ms(STUDENT) / model.predict_ms(TEACHER)
+
+
+def test_every_process_reads_the_same_time_from_the_table(tmp_path: Path) -> None:
+    """A fresh process reading the table gets exactly this process's ratio (a time measured once per process used
+    to move a reward 50x between runs)."""
+    path = tmp_path / "units.sqlite"
+    here = _ratio(path)
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from test_latency import _ratio; "
+            "from pathlib import Path; print(json.dumps(_ratio(Path(sys.argv[2]))))")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(path)], capture_output=True,
+                          text=True, check=True)
+    assert json.loads(done.stdout) == here and 0.0 < here < 1.0
+
+
+def test_the_first_measurement_of_a_unit_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "units.sqlite"
+    first = LatencyModel(PROTOCOL, path=path)
+    teacher_ms = first.predict_ms(TEACHER)
+    monkeypatch.setattr(LatencyModel, "_measure", lambda self, unit, shape: 1e6)  # a later, different measurement
+    assert LatencyModel(PROTOCOL, path=path).predict_ms(TEACHER) == teacher_ms  # read, not measured again
+    other_batch = LatencyModel(LatencyProtocol(batch_size=32, warmup=2, rounds=5), path=path)
+    assert other_batch.predict_ms(TEACHER) == 1e6 * len(TEACHER.units)  # its own rows: measured (here: faked)
+    assert other_batch.key() != first.key()
+
+
+def test_a_fixed_table_measures_nothing(tmp_path: Path) -> None:
+    entries = LatencyModel(PROTOCOL, path=tmp_path / "units.sqlite").entries([TEACHER])
+    fixed = LatencyModel(PROTOCOL, entries=entries, device_name="table")
+    assert fixed.predict_ms(TEACHER) == pytest.approx(sum(entries.values()))
+    row = STUDENT.shapes()[0]  # a narrower conv1: a unit the table has not seen
+    assert unit_key(row.unit, row.inp) not in entries
+    with pytest.raises(KeyError, match="no latency entry"):
+        fixed.predict_ms(STUDENT)
+
+
+def test_paired_measurement_keeps_medians_and_spreads() -> None:
+    paired = measure_paired(timing_copy(build(STUDENT)), timing_copy(build(TEACHER)), (1, 28, 28), PROTOCOL)
+    assert paired.student_ms > 0 and paired.teacher_ms > 0 and paired.rounds == PROTOCOL.rounds
+    assert paired.student_spread_ms >= 0 and paired.teacher_spread_ms >= 0
+    assert paired.ratio == pytest.approx(paired.student_ms / paired.teacher_ms) and paired.ratio < 1.0
