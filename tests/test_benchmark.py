@@ -60,7 +60,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_a_tiny_benchmark_on_the_tabular_twin_through_the_cli(tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["benchmark", "--env", TWIN, "--agents", "random", "uniform", "reinforce", "--seeds", "2",
-                 "--budget", "8", "--workers", "1", "--reps", "200", "--quiet", "--out", str(out)])
+                 "--budget", "8", "--jobs", "1", "--reps", "200", "--quiet", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "| reinforce |" in printed and "0 mismatches" in printed
@@ -144,7 +144,7 @@ def test_a_killed_benchmark_resumes_without_redoing_finished_runs(toy_table, tmp
     assert main(["benchmark", "--resume", "--out", str(out), "--env", TWIN]) == 2  # resume takes the saved config
     assert "drop --env" in capsys.readouterr().err
 
-    assert main(["benchmark", "--resume", "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert main(["benchmark", "--resume", "--out", str(out), "--jobs", "1", "--quiet"]) == 0
     assert finished.stat().st_mtime_ns == stamp  # not redone
     assert _rows(out / bench.EPISODES_CSV) == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
     resumed = json.loads((out / bench.RESULTS_JSON).read_text())
@@ -156,7 +156,9 @@ def test_bad_input_fails_before_any_folder_is_written(tmp_path, capsys):
     for argv, message in ((["--agents", "random", "nope"], "unknown agent 'nope'"),
                           (["--agents", "random", "--set", "fidelity=nope"], "fidelity"),
                           (["--agents", "random", "--config", "reinforce=x.yaml"], "not in --agents"),
-                          (["--agents", "random", "--budget", "0"], "budget must be")):
+                          (["--agents", "random", "--budget", "0"], "budget must be"),
+                          (["--agents", "random", "--backend", "ray"], "is a benchmark twin"),
+                          (["--agents", "random", "--workers", "2"], "only apply to the ray backend")):
         assert main(["benchmark", "--env", TWIN, *argv, "--out", str(out)]) == 2
         assert message in capsys.readouterr().err and not out.exists()
     assert not os.path.exists(out)

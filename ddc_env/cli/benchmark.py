@@ -17,7 +17,7 @@ A benchmark folder holds:
 Example::
 
     config = make_benchmark_config("DDC-Bench-LeNet5-MNIST-v0", ["random", "reinforce"], seeds=range(10), budget=200)
-    results = run_benchmark(config, "runs/bench", workers=2)
+    results = run_benchmark(config, "runs/bench", jobs=2)
     run_benchmark(None, "runs/bench", resume=True)      # after a kill: finished runs are not redone
 """
 from __future__ import annotations
@@ -44,6 +44,7 @@ from ..agents import AGENTS, get_agent
 from ..arch import REMOVE, Keep
 from ..paths import atomic_write_text
 from ..validate import check_int, check_names, check_number
+from .backend import BackendOptions, add_backend_arguments, backend_flags, backend_given, backend_options
 from .config import plain, read_yaml, resolve_config_dir, set_dotted
 from .reference import Reference, make_reference, reference_from_episodes
 from .runs import CONFIG_FILE, SUMMARY_FILE, json_default, locked, prepare_run_dir, read_episodes
@@ -99,7 +100,8 @@ class BenchmarkConfig:
     """What a benchmark runs: every agent of ``agents`` with every seed of ``seeds`` on ``gym.make(env_id,
     **env_kwargs)`` for ``budget`` episodes (evaluations), or until ``budget_seconds`` simulated seconds; the target is
     random search's expected best of ``target_k`` episodes; a twin's sampled reference plays ``reference_samples``
-    random episodes; every confidence interval resamples ``bootstrap_reps`` times; ``command`` reproduces it."""
+    random episodes; every confidence interval resamples ``bootstrap_reps`` times; ``backend`` is where every run
+    evaluates its students (:class:`~ddc_env.cli.backend.BackendOptions` as a mapping); ``command`` reproduces it."""
 
     env_id: str
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -110,10 +112,12 @@ class BenchmarkConfig:
     target_k: int = 100
     reference_samples: int = 20_000
     bootstrap_reps: int = REPS
+    backend: dict[str, Any] = field(default_factory=lambda: BackendOptions().to_dict())
     command: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_id", registration.resolve_id(self.env_id))
+        object.__setattr__(self, "backend", BackendOptions.from_dict(self.backend).to_dict())
         check_int(self.budget, "budget", minimum=1)
         check_int(self.target_k, "target_k", minimum=1)
         check_int(self.reference_samples, "reference_samples", minimum=1)
@@ -132,7 +136,7 @@ class BenchmarkConfig:
         """The ``ddc search`` config of one run."""
         return SearchConfig(env_id=self.env_id, env_kwargs=dict(self.env_kwargs), agent=setup.agent,
                             agent_kwargs=dict(setup.agent_kwargs), episodes=self.budget, seed=seed,
-                            n_envs=setup.n_envs, budget_seconds=self.budget_seconds)
+                            n_envs=setup.n_envs, budget_seconds=self.budget_seconds, backend=dict(self.backend))
 
     def run_dir(self, root: Path, agent: str, seed: int) -> Path:
         return root / RUNS_DIR / f"{agent}-seed{seed}"
@@ -151,7 +155,7 @@ def make_benchmark_config(env_id: str, agents: Sequence[str], *, seeds: Sequence
                           budget_seconds: float | None = None, env_kwargs: Mapping[str, Any] | None = None,
                           config_dir: str | Path | None = None, configs: Mapping[str, str | Path] | None = None,
                           target_k: int = 100, reference_samples: int = 20_000, bootstrap_reps: int = REPS,
-                          command: str = "") -> BenchmarkConfig:
+                          backend: Mapping[str, Any] | None = None, command: str = "") -> BenchmarkConfig:
     """A checked benchmark config: each agent's hyperparameters from ``configs[agent]``, else
     ``config_dir/<agent>.yaml`` (a folder, or a folder of the packaged configs such as ``bench/lenet5_mnist``), else
     its defaults."""
@@ -175,7 +179,8 @@ def make_benchmark_config(env_id: str, agents: Sequence[str], *, seeds: Sequence
         setups.append(dataclasses.replace(setup, agent_kwargs=plain(resolved)))
     return BenchmarkConfig(env_id=env_id, env_kwargs=dict(env_kwargs or {}), agents=tuple(setups),
                            seeds=tuple(seeds), budget=budget, budget_seconds=budget_seconds, target_k=target_k,
-                           reference_samples=reference_samples, bootstrap_reps=bootstrap_reps, command=command)
+                           reference_samples=reference_samples, bootstrap_reps=bootstrap_reps,
+                           backend=BackendOptions.from_dict(backend).to_dict(), command=command)
 
 
 def read_benchmark_config(out: Path) -> BenchmarkConfig:
@@ -204,22 +209,22 @@ def _run_one(config: SearchConfig, run_dir: Path, threads: int) -> None:
         torch.set_num_threads(before)
 
 
-def _execute(config: BenchmarkConfig, out: Path, workers: int, progress: bool) -> None:
-    """Run every agent-seed run without a ``summary.json`` yet, in ``workers`` processes (1: in this process), each
-    with one torch thread on a twin (the agent's small networks run fastest so) and the CPU count // ``workers`` on a
+def _execute(config: BenchmarkConfig, out: Path, jobs: int, progress: bool) -> None:
+    """Run every agent-seed run without a ``summary.json`` yet, in ``jobs`` processes (1: in this process), each
+    with one torch thread on a twin (the agent's small networks run fastest so) and the CPU count // ``jobs`` on a
     live env (students train)."""
     todo = [(setup, seed) for setup in config.agents for seed in config.seeds
             if not (config.run_dir(out, setup.agent, seed) / SUMMARY_FILE).is_file()]
     total = len(config.agents) * len(config.seeds)
-    threads = max(1, (os.cpu_count() or 1) // workers) if registration.is_live(config.env_id) else 1
+    threads = max(1, (os.cpu_count() or 1) // jobs) if registration.is_live(config.env_id) else 1
     with tqdm(total=total, initial=total - len(todo), desc="benchmark runs", unit="run", disable=not progress) as bar:
-        if workers <= 1:
+        if jobs <= 1:
             for setup, seed in todo:
                 bar.set_postfix_str(f"{setup.agent} seed {seed}")
                 _run_one(config.search_config(setup, seed), config.run_dir(out, setup.agent, seed), threads)
                 bar.update()
             return
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
             futures = {pool.submit(_run_one, config.search_config(setup, seed),
                                    config.run_dir(out, setup.agent, seed), threads): (setup.agent, seed)
                        for setup, seed in todo}
@@ -327,26 +332,31 @@ def _reference(config: BenchmarkConfig, out: Path, runs: Mapping[str, Sequence[t
     return reference
 
 
-def run_benchmark(config: BenchmarkConfig | None, out: str | Path, *, resume: bool = False, workers: int = 1,
-                  progress: bool = True) -> dict[str, Any]:
-    """Run ``config`` into the folder ``out`` (see the module docstring) and return its results; ``resume=True``
-    continues a killed benchmark from ``out/config.yaml`` (``config`` may be None), redoing no finished run."""
+def run_benchmark(config: BenchmarkConfig | None, out: str | Path, *, resume: bool = False, jobs: int = 1,
+                  backend: Mapping[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run ``config`` into the folder ``out`` (see the module docstring) in ``jobs`` parallel processes and return
+    its results; ``resume=True`` continues a killed benchmark from ``out/config.yaml`` (``config`` may be None),
+    redoing no finished run, with ``backend`` instead of the saved one if given (records do not depend on it)."""
     out = Path(out)
-    check_int(workers, "workers", minimum=1)
-    prepare_run_dir(out, resume=resume)
+    check_int(jobs, "jobs", minimum=1)
     if resume:
         saved = read_benchmark_config(out)
         if config is not None and config != saved:
-            raise ValueError(f"--resume continues {out / CONFIG_FILE} as saved; give --out (and --workers) only")
-        config = saved
+            raise ValueError(f"--resume continues {out / CONFIG_FILE} as saved; give --out (and --jobs) only")
+        config = saved if backend is None else dataclasses.replace(saved, backend=dict(backend))
     elif config is None:
         raise ValueError("run_benchmark needs a config (None is only allowed with resume=True)")
+    options = BackendOptions.from_dict(config.backend)
+    if options.name == "ray" and options.address is None and jobs > 1:
+        raise ValueError("--backend ray with --jobs > 1 needs a running cluster (ray start --head; --address "
+                         "host:6379): each job would start its own local Ray instance")
+    prepare_run_dir(out, resume=resume)
     with locked(out):
         atomic_write_text(out / CONFIG_FILE, yaml.safe_dump({"kind": "benchmark", **config.to_dict()},
                                                            sort_keys=False))
         if not registration.is_live(config.env_id):  # before the runs: a bad twin fails early
             _reference(config, out, None)
-        _execute(config, out, min(workers, len(config.agents) * len(config.seeds)), progress)
+        _execute(config, out, min(jobs, len(config.agents) * len(config.seeds)), progress)
         runs = _collect(config, out)
         reference = _reference(config, out, runs)
         curves = {agent: [curve for curve, _ in agent_runs] for agent, agent_runs in runs.items()}
@@ -565,7 +575,7 @@ def _command_line(args: Any, agents: Sequence[str]) -> str:
              *(["--target-k", str(args.target_k)] if args.target_k != 100 else []),
              *(["--reference-samples", str(args.reference_samples)] if args.reference_samples != 20_000 else []),
              *(["--reps", str(args.reps)] if args.reps != REPS else []),
-             "--workers", str(args.workers), "--out", args.out]
+             *backend_flags(backend_options(args)), "--jobs", str(args.jobs), "--out", args.out]
     return shlex.join(parts)
 
 
@@ -589,13 +599,15 @@ def _benchmark(args: Any) -> int:
         return 0
     if args.out is None:
         raise ValueError("ddc benchmark needs --out DIR (or --validate / --leaderboard)")
-    check_int(args.workers, "--workers", minimum=1)
+    check_int(args.jobs, "--jobs", minimum=1)
     if args.resume:
         given = [flag for flag, value in (("--env", args.env), ("--agents", args.agents), ("--set", args.set),
                                           ("--config", args.config), ("--config-dir", args.config_dir)) if value]
         if given:
             raise ValueError(f"--resume continues {args.out}/{CONFIG_FILE} as saved; drop {', '.join(given)}")
-        results = run_benchmark(None, args.out, resume=True, workers=args.workers, progress=not args.quiet)
+        backend = backend_options(args, read_benchmark_config(Path(args.out)).backend) if backend_given(args) else None
+        results = run_benchmark(None, args.out, resume=True, jobs=args.jobs, progress=not args.quiet,
+                                backend=None if backend is None else backend.to_dict())
     else:
         if args.env is None or not args.agents:
             raise ValueError("ddc benchmark needs --env ID and --agents NAME ... (or --resume --out DIR)")
@@ -607,8 +619,8 @@ def _benchmark(args: Any) -> int:
             args.env, agents, seeds=range(args.first_seed, args.first_seed + args.seeds), budget=args.budget,
             budget_seconds=args.budget_seconds, env_kwargs=env_kwargs, config_dir=args.config_dir,
             configs=_pairs(args.config), target_k=args.target_k, reference_samples=args.reference_samples,
-            bootstrap_reps=args.reps, command=_command_line(args, agents))
-        results = run_benchmark(config, args.out, workers=args.workers, progress=not args.quiet)
+            bootstrap_reps=args.reps, backend=backend_options(args).to_dict(), command=_command_line(args, agents))
+        results = run_benchmark(config, args.out, jobs=args.jobs, progress=not args.quiet)
     print(render_section(results, heading="#"))
     print(f"benchmark folder: {Path(args.out).resolve()} ({RESULTS_MD}, {RESULTS_CSV}, {EPISODES_CSV}, plots)")
     return 0
@@ -643,7 +655,7 @@ def add_benchmark_command(commands: Any) -> None:
     p.add_argument("--reference-samples", type=int, default=20_000,
                    help="random episodes of a sampled reference (surrogate twins; default 20000)")
     p.add_argument("--reps", type=int, default=REPS, help=f"bootstrap replications of every interval (default {REPS})")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="runs in parallel processes (default: the CPU count)")
     p.add_argument("--out", metavar="DIR", help="the benchmark folder")
     p.add_argument("--resume", action="store_true", help="continue the benchmark in --out (finished runs are kept)")
@@ -653,4 +665,5 @@ def add_benchmark_command(commands: Any) -> None:
     p.add_argument("--leaderboard", metavar="FILE", help="write a leaderboard from the benchmark folders of --from")
     p.add_argument("--from", dest="from_dirs", nargs="+", default=[], metavar="DIR", help="benchmark folders of "
                                                                                             "--leaderboard")
+    add_backend_arguments(p)
     p.set_defaults(func=_benchmark)

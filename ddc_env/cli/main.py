@@ -22,7 +22,6 @@ from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
 from ..models.teacher import TeacherRecipe, list_teachers, train_teacher
 from ..paths import teachers_dir
 from ..train import OptimConfig
-from .benchmark import add_benchmark_command
 from .table import add_table_command
 
 
@@ -433,10 +432,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_benchmark(commands: argparse._SubParsersAction) -> None:
+    from .benchmark import add_benchmark_command  # here: benchmark imports search, whose backend imports this module
+
+    add_benchmark_command(commands)
+
+
 # Each entry adds one top-level command to the ``ddc`` parser.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export, add_table_command,
-    add_benchmark_command)
+    _add_benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:
