@@ -1,7 +1,8 @@
 """Scores of a benchmark's runs and their aggregates: the normalized score (0 = random search's expected best at the
 same budget, 1 = the best reward there is), evaluations to reach random search's expected best of ``k``, interquartile
 means with 95% stratified bootstrap confidence intervals, probability of improvement, anytime curves and performance
-profiles, all through ``rliable``; the plots as PNGs.
+profiles, all through ``rliable``; the plots as PNGs. Against random search an agent gets two probabilities of
+improvement: of a higher final best (normalized score) and of fewer evaluations to the target.
 """
 from __future__ import annotations
 
@@ -132,13 +133,14 @@ def aggregate(runs: Mapping[str, Sequence[RunCurve]], reference: Reference | Non
         if not one > zero:
             zero = one = None  # random search finds the best student for sure: nothing to normalize
     agents: dict[str, dict[str, Any]] = {}
-    columns, normalized = {}, {}
+    columns, normalized, speed = {}, {}, {}
     for agent, agent_runs in runs.items():
         bests = np.array([r.best for r in agent_runs])
         reached = [r.evaluations_to(target) for r in agent_runs] if target is not None else []
         to_target = np.array([budget + 1 if n is None else n for n in reached], dtype=float)
         scores = (bests - zero) / (one - zero) if zero is not None else np.full(len(bests), np.nan)
         normalized[agent] = scores
+        speed[agent] = -to_target  # fewer evaluations to the target is better
         columns[agent] = np.stack([bests, scores, to_target if len(reached) else np.full(len(bests), np.nan)], 1)
         agents[agent] = {
             "seeds": [r.seed for r in agent_runs],
@@ -155,6 +157,9 @@ def aggregate(runs: Mapping[str, Sequence[RunCurve]], reference: Reference | Non
         for agent, (p, low, high) in _improvement(normalized, "random", reps).items():
             agents[agent]["improvement_over_random"] = {"probability": p, "ci": [low, high]}
             agents[agent]["beats_random"] = low > 0.5
+        for agent, (p, low, high) in _improvement(speed, "random", reps).items():
+            agents[agent]["faster_than_random"] = {"probability": p, "ci": [low, high]}
+            agents[agent]["reaches_target_faster"] = low > 0.5
     return {"zero": zero, "one": one, "target": target, "target_k": target_k, "best_found": found,
             "reference": None if reference is None else {"method": reference.method, "episodes": reference.episodes,
                                                          "students": len(reference.outcomes),
