@@ -4,6 +4,7 @@ benchmark (finished runs kept, the killed one continued to the same episodes as 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from ddc_env.arch import NetSpec
 from ddc_env.cli import benchmark as bench
+from ddc_env.cli.backend import BackendOptions, backend_flags
 from ddc_env.cli.main import main
 from ddc_env.cli.runs import RunLog
 from ddc_env.tables import BenchTable
@@ -162,3 +164,17 @@ def test_bad_input_fails_before_any_folder_is_written(tmp_path, capsys):
         assert main(["benchmark", "--env", TWIN, *argv, "--out", str(out)]) == 2
         assert message in capsys.readouterr().err and not out.exists()
     assert not os.path.exists(out)
+
+
+def test_backend_options_reach_every_run_and_the_printed_command(tmp_path):
+    backend = {"name": "ray", "address": "head:6379", "workers": 3}
+    config = bench.make_benchmark_config("DDC-LeNet5-MNIST", ["random", "reinforce"], seeds=range(2), budget=2,
+                                         env_kwargs={"dataset": "mnist_sample"}, backend=backend)
+    for setup in config.agents:
+        assert config.search_config(setup, 1).backend == {**backend, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
+    assert backend_flags(BackendOptions.from_dict(backend)) == ["--backend", "ray", "--address", "head:6379",
+                                                                "--workers", "3"]
+    assert backend_flags(BackendOptions()) == []
+    with pytest.raises(ValueError, match="needs a running cluster"):
+        bench.run_benchmark(dataclasses.replace(config, backend={"name": "ray"}), tmp_path / "never", jobs=2)
+    assert not (tmp_path / "never").exists()
