@@ -125,7 +125,7 @@ def test_validate_flags_a_forged_result(toy_table, tmp_path, capsys):
     assert "mismatch random seed 1" in printed and "reward" in printed and "1 ok, 1 mismatches" in printed
 
 
-def test_a_killed_benchmark_resumes_without_redoing_finished_runs(toy_table, tmp_path, monkeypatch, capsys):
+def test_a_killed_benchmark_resumes_without_redoing_finished_runs_and_extends(toy_table, tmp_path, monkeypatch, capsys):
     path, _ = toy_table
     config = _toy_config(path, budget=12, seeds=range(3))
     whole = bench.run_benchmark(config, tmp_path / "whole", progress=False)
@@ -151,6 +151,14 @@ def test_a_killed_benchmark_resumes_without_redoing_finished_runs(toy_table, tmp
     assert _rows(out / bench.EPISODES_CSV) == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
     resumed = json.loads((out / bench.RESULTS_JSON).read_text())
     assert resumed["agents"] == whole["agents"]
+
+    assert main(["benchmark", "--resume", "--out", str(out), "--budget", "8"]) == 2  # a budget only grows
+    assert "can only extend its budget of 12" in capsys.readouterr().err
+    assert main(["benchmark", "--resume", "--out", str(out), "--budget", "16", "--jobs", "1", "--quiet"]) == 0
+    extended = _rows(out / bench.EPISODES_CSV)
+    assert len(extended) == 3 * 16
+    assert [r for r in extended if int(r["episode"]) <= 12] == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
+    assert bench.read_benchmark_config(out).budget == 16
 
 
 def test_bad_input_fails_before_any_folder_is_written(tmp_path, capsys):

@@ -30,6 +30,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ RESULT_COLUMNS = ("env_id", "env_kwargs", "agent", "seed", "budget", "episodes",
                   "param_ratio", "flop_ratio", "latency_ratio", "spec_hash", "train_seed", "choices", "kernel_1x1",
                   "normalized_score", "evaluations_to_target")
 AGENT_CONFIG_KEYS = ("agent", "agent_kwargs", "n_envs")
+DEFAULT_BUDGET = 200
 TOLERANCE = 1e-9  # |claimed - re-scored| allowed for a validated reward or accuracy
 
 
@@ -209,12 +211,29 @@ def _run_one(config: SearchConfig, run_dir: Path, threads: int) -> None:
         torch.set_num_threads(before)
 
 
+def _finished(run_dir: Path, budget: int) -> bool:
+    """Whether a run ended (``summary.json``) with a budget of at least ``budget`` episodes."""
+    path = run_dir / SUMMARY_FILE
+    return path.is_file() and json.loads(path.read_text())["config"]["episodes"] >= budget
+
+
+def _extended(config: BenchmarkConfig, budget: int) -> BenchmarkConfig:
+    """``config`` with a larger ``budget`` (its command says so too)."""
+    if budget < config.budget:
+        raise ValueError(f"--budget {budget} with --resume: a resumed benchmark can only extend its budget of "
+                         f"{config.budget}")
+    words = shlex.split(config.command)
+    if "--budget" in words:
+        words[words.index("--budget") + 1] = str(budget)
+    return dataclasses.replace(config, budget=budget, command=shlex.join(words))
+
+
 def _execute(config: BenchmarkConfig, out: Path, jobs: int, progress: bool) -> None:
     """Run every agent-seed run without a ``summary.json`` yet, in ``jobs`` processes (1: in this process), each
     with one torch thread on a twin (the agent's small networks run fastest so) and the CPU count // ``jobs`` on a
     live env (students train)."""
     todo = [(setup, seed) for setup in config.agents for seed in config.seeds
-            if not (config.run_dir(out, setup.agent, seed) / SUMMARY_FILE).is_file()]
+            if not _finished(config.run_dir(out, setup.agent, seed), config.budget)]
     total = len(config.agents) * len(config.seeds)
     threads = max(1, (os.cpu_count() or 1) // jobs) if registration.is_live(config.env_id) else 1
     with tqdm(total=total, initial=total - len(todo), desc="benchmark runs", unit="run", disable=not progress) as bar:
@@ -333,10 +352,12 @@ def _reference(config: BenchmarkConfig, out: Path, runs: Mapping[str, Sequence[t
 
 
 def run_benchmark(config: BenchmarkConfig | None, out: str | Path, *, resume: bool = False, jobs: int = 1,
-                  backend: Mapping[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+                  backend: Mapping[str, Any] | None = None, budget: int | None = None,
+                  progress: bool = True) -> dict[str, Any]:
     """Run ``config`` into the folder ``out`` (see the module docstring) in ``jobs`` parallel processes and return
     its results; ``resume=True`` continues a killed benchmark from ``out/config.yaml`` (``config`` may be None),
-    redoing no finished run, with ``backend`` instead of the saved one if given (records do not depend on it)."""
+    redoing no finished run, with ``backend`` instead of the saved one if given (records do not depend on it) and
+    a larger ``budget`` if given (every run continues to it)."""
     out = Path(out)
     check_int(jobs, "jobs", minimum=1)
     if resume:
@@ -344,8 +365,9 @@ def run_benchmark(config: BenchmarkConfig | None, out: str | Path, *, resume: bo
         if config is not None and config != saved:
             raise ValueError(f"--resume continues {out / CONFIG_FILE} as saved; give --out (and --jobs) only")
         config = saved if backend is None else dataclasses.replace(saved, backend=dict(backend))
-    elif config is None:
-        raise ValueError("run_benchmark needs a config (None is only allowed with resume=True)")
+        config = config if budget is None else _extended(config, budget)
+    elif config is None or budget is not None:
+        raise ValueError("run_benchmark takes a config (and no budget) unless resume=True")
     options = BackendOptions.from_dict(config.backend)
     if options.name == "ray" and options.address is None and jobs > 1:
         raise ValueError("--backend ray with --jobs > 1 needs a running cluster (ray start --head; --address "
@@ -584,8 +606,6 @@ def _pairs(items: Sequence[str]) -> dict[str, str]:
 
 
 def _command_line(args: Any, agents: Sequence[str]) -> str:
-    import shlex
-
     parts = ["ddc", "benchmark", "--env", args.env, "--agents", *agents, "--seeds", str(args.seeds),
              *(["--first-seed", str(args.first_seed)] if args.first_seed else []), "--budget", str(args.budget),
              *(["--budget-seconds", f"{args.budget_seconds:g}"] if args.budget_seconds else []),
@@ -627,12 +647,13 @@ def _benchmark(args: Any) -> int:
             raise ValueError(f"--resume continues {args.out}/{CONFIG_FILE} as saved; drop {', '.join(given)}")
         backend = backend_options(args, read_benchmark_config(Path(args.out)).backend) if backend_given(args) else None
         results = run_benchmark(None, args.out, resume=True, jobs=args.jobs, progress=not args.quiet,
-                                backend=None if backend is None else backend.to_dict())
+                                backend=None if backend is None else backend.to_dict(), budget=args.budget)
     else:
         if args.env is None or not args.agents:
             raise ValueError("ddc benchmark needs --env ID and --agents NAME ... (or --resume --out DIR)")
         check_int(args.seeds, "--seeds", minimum=1)
         check_int(args.first_seed, "--first-seed", minimum=0)
+        args.budget = DEFAULT_BUDGET if args.budget is None else args.budget
         agents = list(AGENTS) if args.agents == ["all"] else list(args.agents)
         env_kwargs = set_dotted({}, args.set, _env_argument_names(args.env), "env argument")
         config = make_benchmark_config(
@@ -662,7 +683,8 @@ def add_benchmark_command(commands: Any) -> None:
     p.add_argument("--agents", nargs="+", metavar="NAME", help="agents to compare (all: every built-in one)")
     p.add_argument("--seeds", type=int, default=10, help="seeds per agent (default 10)")
     p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0; tune on others, e.g. 100)")
-    p.add_argument("--budget", type=int, default=200, help="evaluations (episodes) per run (default 200)")
+    p.add_argument("--budget", type=int, help=f"evaluations (episodes) per run (default {DEFAULT_BUDGET}); with "
+                                              f"--resume, a larger one extends every run")
     p.add_argument("--budget-seconds", type=float, help="also stop a run before its simulated seconds (the live "
                                                         "evaluations' cost) pass this")
     p.add_argument("--config-dir", metavar="DIR", help="agent configs <agent>.yaml (agent_kwargs, n_envs): a folder "
