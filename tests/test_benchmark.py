@@ -107,7 +107,7 @@ def test_normalized_score_against_a_hand_computation_on_a_toy_table(toy_table, t
     assert random["normalized_score"] == pytest.approx([(b - zero) / (one - zero) for b in random["best_reward"]])
 
 
-def test_validate_flags_a_forged_result(toy_table, tmp_path, capsys):
+def test_validate_flags_a_forged_result_and_the_leaderboard_leaves_it_off(toy_table, tmp_path, capsys):
     path, _ = toy_table
     out = tmp_path / "toy"
     bench.run_benchmark(_toy_config(path), out, progress=False)
@@ -123,6 +123,13 @@ def test_validate_flags_a_forged_result(toy_table, tmp_path, capsys):
     assert main(["benchmark", "--validate", str(forged)]) == 1
     printed = capsys.readouterr().out
     assert "mismatch random seed 1" in printed and "reward" in printed and "1 ok, 1 mismatches" in printed
+
+    board = tmp_path / "LEADERBOARD.md"
+    assert main(["benchmark", "--leaderboard", str(board), "--from", str(out)]) == 0
+    assert "# Leaderboard" in board.read_text() and "![evaluations](toy/anytime_evaluations.png)" in board.read_text()
+    forged.replace(out / bench.RESULTS_CSV)  # a result that does not re-score is not on the board
+    assert main(["benchmark", "--leaderboard", str(board), "--from", str(out)]) == 0
+    assert f"{TWIN}: not on the board" in board.read_text()
 
 
 def test_a_killed_benchmark_resumes_without_redoing_finished_runs_and_extends(toy_table, tmp_path, monkeypatch, capsys):

@@ -510,8 +510,9 @@ def headline(results: Mapping[str, Any]) -> str:
             f"**{'met' if met else 'not met'}**.")
 
 
-def render_section(results: Mapping[str, Any], *, heading: str = "##") -> str:
-    """The markdown of one benchmark: command, configs, reference, the table and the plots."""
+def render_section(results: Mapping[str, Any], *, heading: str = "##", plots: str = "") -> str:
+    """The markdown of one benchmark: command, configs, reference, the table and the plots (named; shown as images
+    from the folder ``plots`` when given)."""
     config = results["config"]
     reference = results.get("reference") or {}
     lines = [f"{heading} {config['env_id']}: {len(config['seeds'])} seeds x {config['budget']} evaluations"
@@ -539,17 +540,20 @@ def render_section(results: Mapping[str, Any], *, heading: str = "##") -> str:
         lines += ["", f"Validated (`ddc benchmark --validate {RESULTS_CSV}`): {validation['ok']} best students "
                       f"re-scored equal, {validation['mismatch']} mismatches, {validation['skipped']} skipped."]
     lines += ["", "Runs that never reach the target count as budget + 1 evaluations. Plots: "
-              + ", ".join(f"`{name}`" for name in PLOTS.values()) + ".", "",
-              "<details><summary>hyperparameters</summary>", ""]
+              + ", ".join(f"`{name}`" for name in PLOTS.values()) + ".", ""]
+    if plots:
+        lines += [f"![{kind}]({plots}/{name})" for kind, name in PLOTS.items()] + [""]
+    lines += ["<details><summary>hyperparameters</summary>", ""]
     for agent, setup in setups.items():
         lines.append(f"- {agent} ({_config_text(setup)}): `{json.dumps(setup['agent_kwargs'], sort_keys=True)}`")
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 
 
-def render_leaderboard(folders: Sequence[str | Path], preamble: str = "") -> str:
-    """``LEADERBOARD.md`` from benchmark folders: each folder's results, re-validated now; a folder whose best
-    students do not all re-score equal is left off with a note."""
+def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at: str | Path = ".") -> str:
+    """``LEADERBOARD.md`` from benchmark folders: each folder's results, re-validated now, with its plots linked
+    relative to the folder ``at`` (where the file goes); a folder whose best students do not all re-score equal is
+    left off with a note."""
     sections = [preamble.rstrip() + "\n"] if preamble else []
     for folder in folders:
         folder = Path(folder)
@@ -562,7 +566,7 @@ def render_leaderboard(folders: Sequence[str | Path], preamble: str = "") -> str
             sections.append(f"## {results['config']['env_id']}: not on the board\n\n{folder}: "
                             f"{results['validation']['mismatch']} claimed best students do not re-score equal.\n")
             continue
-        sections.append(render_section(results))
+        sections.append(render_section(results, plots=Path(os.path.relpath(folder, at)).as_posix()))
     return "\n".join(sections)
 
 
@@ -634,7 +638,8 @@ def _benchmark(args: Any) -> int:
     if args.leaderboard is not None:
         if not args.from_dirs:
             raise ValueError("--leaderboard FILE needs --from DIR [DIR ...] (benchmark folders)")
-        atomic_write_text(args.leaderboard, render_leaderboard(args.from_dirs, LEADERBOARD_PREAMBLE))
+        atomic_write_text(args.leaderboard, render_leaderboard(args.from_dirs, LEADERBOARD_PREAMBLE,
+                                                               at=Path(args.leaderboard).resolve().parent))
         print(f"wrote {args.leaderboard} from {', '.join(args.from_dirs)}")
         return 0
     if args.out is None:
