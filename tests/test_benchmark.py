@@ -15,6 +15,7 @@ from ddc_env.arch import NetSpec
 from ddc_env.cli import benchmark as bench
 from ddc_env.cli.backend import BackendOptions, backend_flags
 from ddc_env.cli.main import main
+from ddc_env.cli.reference import Reference
 from ddc_env.cli.runs import RunLog
 from ddc_env.tables import BenchTable
 from ddc_env.task import Task
@@ -193,3 +194,15 @@ def test_backend_options_reach_every_run_and_the_printed_command(tmp_path):
     with pytest.raises(ValueError, match="needs a running cluster"):
         bench.run_benchmark(dataclasses.replace(config, backend={"name": "ray"}), tmp_path / "never", jobs=2)
     assert not (tmp_path / "never").exists()
+
+
+def test_a_budget_of_simulated_seconds_ends_every_run_before_it_is_spent(toy_table, tmp_path):
+    path, _ = toy_table  # every student of the toy table stands for 2 simulated seconds, a repeated one for 0
+    config = dataclasses.replace(_toy_config(path, budget=6, seeds=range(4)), budget_seconds=5.0)
+    results = bench.run_benchmark(config, tmp_path / "seconds", progress=False)
+    episodes = _rows(tmp_path / "seconds" / bench.EPISODES_CSV)
+    for seed in range(4):
+        run = [r for r in episodes if r["seed"] == str(seed)]
+        assert 0 < float(run[-1]["total_simulated_seconds"]) <= 5.0 and len({r["spec_hash"] for r in run}) <= 2
+    assert results["zero"] == pytest.approx(Reference.from_dict(json.loads(
+        (tmp_path / "seconds" / "reference.json").read_text())).expected_best_within(6, 5.0))
