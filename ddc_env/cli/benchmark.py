@@ -19,6 +19,7 @@ Example::
     config = make_benchmark_config("DDC-Bench-LeNet5-MNIST-v0", ["random", "reinforce"], seeds=range(10), budget=200)
     results = run_benchmark(config, "runs/bench", jobs=2)
     run_benchmark(None, "runs/bench", resume=True)      # after a kill: finished runs are not redone
+    run_benchmark(None, "runs/bench", resume=True, budget=400)  # every run continues to 400 episodes
 """
 from __future__ import annotations
 
