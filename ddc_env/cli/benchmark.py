@@ -485,9 +485,10 @@ def _config_text(setup: Mapping[str, Any]) -> str:
 
 
 def headline(results: Mapping[str, Any]) -> str:
-    """Which agents beat random search (probability of a higher final best, CI above 0.5) and whether the agent that
-    is fastest to random search's expected best of ``target_k`` gets there within a third of ``target_k`` evaluations
-    (IQM over seeds) with a probability of getting there faster than random whose CI lies above 0.5."""
+    """Which agents beat random search (probability of a higher final best, CI above 0.5), the agent fastest to
+    random search's expected best of ``target_k``, and which agents meet the target: there within a third of
+    ``target_k`` evaluations (IQM over seeds) with a probability of getting there faster than random whose CI lies
+    above 0.5."""
     agents = results["agents"]
     if results["zero"] is None or "random" not in agents:
         return "No normalized scores: the reference needs the random agent (live env) or a twin."
@@ -502,13 +503,13 @@ def headline(results: Mapping[str, Any]) -> str:
         return beaten
     fastest = min(timed, key=timed.get)
     faster = agents[fastest]["faster_than_random"]
-    met = timed[fastest] <= limit and agents[fastest]["reaches_target_faster"]
+    met = [a for a in sorted(timed, key=timed.get) if timed[a] <= limit and agents[a]["reaches_target_faster"]]
     return (f"{beaten} Target (random search's expected best of {k}, {results['target']:.4f}, within {limit} "
             f"evaluations, IQM over seeds, faster than random with a 95% CI above 0.5): **{fastest}** gets there in "
             f"{_fmt(agents[fastest]['evaluations_to_target_iqm'], 1)} evaluations, random search in "
             f"{_fmt(agents['random']['evaluations_to_target_iqm'], 1)}; P({fastest} faster than random) = "
-            f"{faster['probability']:.2f} [{faster['ci'][0]:.2f}, {faster['ci'][1]:.2f}]: "
-            f"**{'met' if met else 'not met'}**.")
+            f"{faster['probability']:.2f} [{faster['ci'][0]:.2f}, {faster['ci'][1]:.2f}]. "
+            + (f"**Met** by {', '.join(met)}." if met else "**Not met** by any agent."))
 
 
 def render_section(results: Mapping[str, Any], *, heading: str = "##", plots: str = "") -> str:
