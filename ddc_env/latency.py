@@ -5,7 +5,7 @@ Timing a whole network once per process does not reproduce: on a shared 2-core m
 
 - :class:`LatencyModel` (the env's default, ``latency="model"``): every distinct unit (a conv with its input
   shape, a residual block, a pooling layer...) is timed once with a fixed protocol (fixed threads, warm-up,
-  median of timed rounds) and cached on disk per device signature, thread count and batch size; a network's
+  fastest of the timed rounds: other work on the machine only ever adds time) and cached on disk per device signature, thread count and batch size; a network's
   latency is the sum of its units' times, in the spirit of HW-NAS-Bench's and Once-for-All's lookup tables.
   The cache is an SQLite file where the first measurement of a unit wins, so every process on the machine
   reads the same number for the same unit and the same student always gets the same time.
@@ -41,7 +41,7 @@ from .train import torch_threads
 __all__ = ["PROTOCOL_VERSION", "LatencyModel", "LatencyProtocol", "PairedLatency", "device_signature",
            "measure_module", "measure_paired", "timing_copy", "unit_key"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: a unit's time is its fastest round (1: the median)
 _ROUND_SECONDS = 0.004  # a timed round repeats the call until it lasts about this long
 
 
@@ -49,7 +49,8 @@ _ROUND_SECONDS = 0.004  # a timed round repeats the call until it lasts about th
 class LatencyProtocol:
     """How one unit (or one network, in :func:`measure_paired`) is timed: ``threads`` intra-op threads, a batch of
     ``batch_size``, ``warmup`` untimed calls, then ``rounds`` timed rounds of calls whose per-call mean is taken;
-    the time is the median over rounds and the spread their interquartile range."""
+    a network's time is the median over rounds and its spread their interquartile range; a unit's time in the
+    :class:`LatencyModel` is the fastest round."""
 
     device: str = "cpu"
     threads: int = 1
@@ -216,8 +217,7 @@ class LatencyModel:
             torch.manual_seed(0)
             module = unit_module(unit, input_shape[0]).to(device).eval()
         x = _example((self.protocol.batch_size, *input_shape), device)
-        times = _time_modules([module], x, self.protocol)[0]
-        return _median_spread(times)[0]
+        return min(_time_modules([module], x, self.protocol)[0])
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -86,10 +86,10 @@ def run_baseline(config: BaselineConfig, run_dir: str | Path, *, progress: bool 
     module = entry.load()
     kwargs = entry.arguments(config.kwargs)
     env_config = registration.env_config(config.env_id, config.env_kwargs)
-    task = load_task(env_config.task_config(), progress=progress)  # before any file: bad paths fail here
-    scorer = make_live_scorer(env_config, task)
     with removed_on_error(run_dir), locked(run_dir):  # a failed baseline leaves no folder (it cannot resume)
         prepare_run_dir(run_dir)  # again, now that no other process can write the folder
+        task = load_task(env_config.task_config(), progress=progress)  # before any file: bad paths fail here
+        scorer = make_live_scorer(env_config, task)
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump({**config.to_dict(), "kwargs": kwargs},
                                                                 sort_keys=False))
         with ResultsStore(run_dir / STORE_FILE) as store:
