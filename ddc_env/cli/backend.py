@@ -29,8 +29,8 @@ from ..task import Task, load_task
 from ..validate import check_choice, check_int, check_names, check_number
 from .argtypes import positive_float, positive_int
 
-__all__ = ["BACKENDS", "BackendOptions", "add_backend_arguments", "backend_given", "backend_options",
-           "make_backend_scorer", "open_backend"]
+__all__ = ["BACKENDS", "BackendOptions", "add_backend_arguments", "backend_flags", "backend_given",
+           "backend_options", "make_backend_scorer", "open_backend"]
 
 BACKENDS = ("local", "ray")
 _FLAGS = {"address": "--address", "workers": "--workers", "cpus_per_worker": "--cpus-per-worker",
@@ -111,6 +111,17 @@ def backend_options(args: argparse.Namespace, base: Mapping[str, Any] | None = N
         options = BackendOptions(args.backend)
     given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
     return dataclasses.replace(options, **given)
+
+
+def backend_flags(options: BackendOptions) -> list[str]:
+    """The command-line flags that give ``options`` (none for the defaults), e.g. to print a command that
+    reproduces a run."""
+    if not options.shared:
+        return []
+    given = [(flag, getattr(options, name)) for name, flag in _FLAGS.items()
+             if getattr(options, name) != getattr(BackendOptions, name)]
+    return ["--backend", options.name, *(p for flag, value in given for p in (flag, f"{value:g}" if isinstance(
+        value, float) else str(value)))]
 
 
 def backend_given(args: argparse.Namespace) -> bool:

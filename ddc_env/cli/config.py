@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["config_names", "parse_scalar", "plain", "read_yaml", "resolve_config", "set_dotted"]
+__all__ = ["config_names", "parse_scalar", "plain", "read_yaml", "resolve_config", "resolve_config_dir", "set_dotted"]
 
 CONFIG_PACKAGE = "ddc_env.configs"
 
@@ -38,6 +38,20 @@ def resolve_config(name_or_path: str | Path, kind: str = "search") -> Path:
         return Path(str(shipped))
     raise ValueError(f"no config file {name_or_path}, and no packaged {kind} config named {name!r}; packaged: "
                      f"{', '.join(config_names(kind))}")
+
+
+def resolve_config_dir(name_or_path: str | Path) -> Path:
+    """A folder of configs: a path to a folder, or a folder of the configs shipped in the package
+    (``bench/lenet5_mnist``)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    shipped = importlib.resources.files(CONFIG_PACKAGE).joinpath(*path.parts)
+    if shipped.is_dir():
+        return Path(str(shipped))
+    bench = importlib.resources.files(CONFIG_PACKAGE) / "bench"
+    raise ValueError(f"no config folder {name_or_path}, and no packaged one by that name; packaged benchmark configs: "
+                     f"{', '.join(sorted('bench/' + p.name for p in bench.iterdir() if p.is_dir()))}")
 
 
 class _Loader(yaml.SafeLoader):

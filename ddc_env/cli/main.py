@@ -406,9 +406,16 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 
+def _add_benchmark(commands: argparse._SubParsersAction) -> None:
+    from .benchmark import add_benchmark_command  # here: benchmark imports search, whose backend imports this module
+
+    add_benchmark_command(commands)
+
+
 # Each entry adds one top-level command to the ``ddc`` parser.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export, add_table_command)
+    _add_teacher, _add_quickstart, _add_search, _add_baseline, _add_report, _add_export, add_table_command,
+    _add_benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:

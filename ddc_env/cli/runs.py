@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from ..paths import atomic_write_text
 
 __all__ = ["BEST_FILE", "BEST_SPEC_FILE", "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "EPISODES_FILE",
-           "EPISODE_FIELDS", "EPISODE_SCALARS", "LOCK_FILE", "MODELS_DIR", "PROGRESS_FILE", "RunLockedError",
+           "EPISODE_FIELDS", "EPISODE_SCALARS", "LOCK_FILE", "MODELS_DIR", "PROGRESS_FILE", "BudgetReached",
+           "RunLockedError",
            "STORE_FILE", "SUMMARY_FILE", "TENSORBOARD_DIR", "RunLog", "SearchLog", "json_default", "locked",
            "prepare_run_dir", "read_episodes", "read_progress", "removed_on_error"]
 
@@ -48,11 +49,17 @@ EPISODE_SCALARS = ("reward", "val_acc", "acc_ratio", "param_ratio", "flop_ratio"
                    "simulated_seconds")
 # terminal-info keys of each line of ``episodes.jsonl`` (besides episode, reward and wall_seconds)
 EPISODE_FIELDS = ("status", "cache_hit", "val_acc", "acc_ratio", "param_ratio", "flop_ratio", "latency_ratio",
-                  "size_bytes", "params", "spec_hash", "eval_seconds", "simulated_seconds", "masked_actions")
+                  "size_bytes", "params", "spec_hash", "eval_seconds", "simulated_seconds", "masked_actions",
+                  "train_seed", "choices", "kernel_1x1")
 
 
 class RunLockedError(ValueError):
     """Another process is writing this run folder."""
+
+
+class BudgetReached(Exception):
+    """Raised by :meth:`RunLog.record` instead of logging an episode that would take the search past its budget of
+    simulated seconds; the search ends there (:func:`ddc_env.cli.search.run_search` catches it)."""
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool | None = None) -> None:
@@ -215,10 +222,12 @@ class SearchLog:
 class RunLog(SearchLog):
     """A :class:`SearchLog` that also keeps ``progress.json`` (episodes, invalid episodes, wall seconds and the best
     episode) up to date after every episode, atomically, for resuming. Cache hits are not carried over: a resumed
-    log counts them again from ``episodes.jsonl``'s kept lines, so they are never counted twice."""
+    log counts them again from ``episodes.jsonl``'s kept lines, so they are never counted twice. With
+    ``budget_seconds``, an episode that would take the simulated seconds past it is not logged: :meth:`record` raises
+    :class:`BudgetReached` instead."""
 
     def __init__(self, run_dir: Path, total_episodes: int, *, state: Mapping[str, Any], progress: bool,
-                 desc: str) -> None:
+                 desc: str, budget_seconds: float | None = None) -> None:
         super().__init__(run_dir, total_episodes, progress=progress, start_episode=state.get("episodes", 0),
                          desc=desc)
         kept = _read_lines(run_dir / EPISODES_FILE)
@@ -228,6 +237,7 @@ class RunLog(SearchLog):
         self.best_episode = state.get("best", {}).get("episode")
         self._wall_before = state.get("wall_seconds", 0.0)
         self._started = time.perf_counter()
+        self.budget_seconds = budget_seconds
 
     @property
     def wall_seconds(self) -> float:
@@ -235,6 +245,10 @@ class RunLog(SearchLog):
         return self._wall_before + time.perf_counter() - self._started
 
     def record(self, reward: float, info: Mapping[str, Any]) -> None:
+        seconds = self.simulated_seconds + float(info.get("simulated_seconds") or 0.0)
+        if self.budget_seconds is not None and seconds > self.budget_seconds:
+            raise BudgetReached(f"the next episode would bring the search to {seconds:.1f} simulated seconds, past "
+                                f"its budget of {self.budget_seconds:g}")
         if reward > self.best_reward:
             self.best_episode = self.episodes + 1
         super().record(reward, info)

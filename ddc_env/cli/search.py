@@ -45,12 +45,12 @@ from ..arch import NetSpec
 from ..paths import atomic_write_bytes, atomic_write_text
 from ..scoring import CachedScorer, Scorer
 from ..store import ResultsStore, StoreError
-from ..validate import check_int, check_mapping, check_names
+from ..validate import check_int, check_mapping, check_names, check_number
 from .backend import BackendOptions, make_backend_scorer, open_backend
 from .config import plain, read_yaml, set_dotted
 from .runs import (BEST_FILE, BEST_SPEC_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE, CONFIG_FILE, EPISODES_FILE,
-                   STORE_FILE, SUMMARY_FILE, RunLog, json_default, locked, prepare_run_dir, read_progress,
-                   removed_on_error)
+                   STORE_FILE, SUMMARY_FILE, BudgetReached, RunLog, json_default, locked, prepare_run_dir,
+                   read_progress, removed_on_error)
 
 _REQUIRED = ("env_id", "agent")
 
@@ -61,7 +61,9 @@ class SearchConfig:
     the agent module's defaults fill the rest) on ``gym.make(env_id, **env_kwargs)`` for ``episodes``
     episodes; ``n_envs`` parallel envs (stable-baselines3 agents only); ``init_from`` another run's
     ``agent.ckpt`` to start the controller from (policy transfer); ``backend`` where the students are evaluated
-    (:class:`~ddc_env.cli.backend.BackendOptions` as a mapping, e.g. ``{name: ray, workers: 4}``)."""
+    (:class:`~ddc_env.cli.backend.BackendOptions` as a mapping, e.g. ``{name: ray, workers: 4}``);
+    ``budget_seconds`` ends the search before the episode that would take its simulated seconds (the live
+    evaluations its students cost) past it."""
 
     env_id: str
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +74,7 @@ class SearchConfig:
     n_envs: int = 1
     init_from: str | None = None
     backend: dict[str, Any] = field(default_factory=lambda: BackendOptions().to_dict())
+    budget_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("env_kwargs", "agent_kwargs"):
@@ -80,6 +83,7 @@ class SearchConfig:
             check_int(getattr(self, name), name, minimum=low)
         if self.init_from is not None:
             object.__setattr__(self, "init_from", str(self.init_from))
+        check_number(self.budget_seconds, "budget_seconds", minimum=0.0, exclusive_minimum=True, optional=True)
         try:  # the env arguments are checked now, not after the run folder exists
             registration.env_config(self.env_id, self.env_kwargs)
         except ValueError as e:
@@ -224,12 +228,15 @@ def _run_search(config: SearchConfig, run_dir: Path, run: Callable[..., None], e
             state["episodes"] = saved_episodes(checkpoint)
         if state.get("best", {}).get("info") is not None:  # best.json as of the last recorded episode
             atomic_write_text(run_dir / BEST_FILE, json.dumps(state["best"], default=json_default))
-        log = RunLog(run_dir, config.episodes, state=state, progress=progress, desc=f"{config.agent} search")
+        log = RunLog(run_dir, config.episodes, state=state, progress=progress, desc=f"{config.agent} search",
+                     budget_seconds=config.budget_seconds)
         if on_start is not None:
             on_start(run_dir)
         try:
             run(EnvFactory(config.env_id, env_kwargs, shared), episodes=config.episodes, log=log, seed=config.seed,
                 checkpoint=checkpoint, resume=resume_agent, init_from=init_from, **config.agent_kwargs)
+        except BudgetReached:
+            pass  # the simulated-seconds budget is spent: the search ends as if its episodes were
         finally:
             log.close()
         best_student = _export_best(config, run_dir, log.best_info, shared)

@@ -1,0 +1,208 @@
+"""``ddc benchmark``: a tiny run on the tabular LeNet-5 twin through the CLI, the normalized score against a hand
+computation on a three-student toy table, ``--validate`` catching a forged result, and the resume of a killed
+benchmark (finished runs kept, the killed one continued to the same episodes as an uninterrupted benchmark)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ddc_env.arch import NetSpec
+from ddc_env.cli import benchmark as bench
+from ddc_env.cli.backend import BackendOptions, backend_flags
+from ddc_env.cli.main import main
+from ddc_env.cli.reference import Reference
+from ddc_env.cli.runs import RunLog
+from ddc_env.tables import BenchTable
+from ddc_env.task import Task
+
+TWIN = "DDC-Bench-LeNet5-MNIST-v0"
+TOY_SPEC = {"arch": "mlp", "in_channels": 1, "input_size": [2, 2],
+            "units": [{"type": "flatten", "name": "flatten"},
+                      {"type": "linear", "name": "fc1", "out_features": 8, "relu": True},
+                      {"type": "linear", "name": "fc2", "out_features": 3, "relu": False}]}
+TOY_ACCURACY = {"remove": 0.6, 0.5: 0.8, 1.0: 0.9}  # fc1 removed / at half width / kept whole; the teacher: 0.9
+
+
+@pytest.fixture(scope="module")
+def toy_table(tmp_path_factory) -> tuple[Path, dict]:
+    """A table of a one-decision task (fc1: remove, width 0.5 or 1.0): three students. A masked random episode
+    removes fc1 with probability 1/2 (removal pass) and keeps it at each width with 1/4 (shrink pass)."""
+    task = Task(NetSpec.from_dict(TOY_SPEC), "toy-teacher", "toy-data", "toy", width_choices=(0.5, 1.0),
+                channel_round=2, min_channels=2)
+    teacher = {"val_acc": 0.9, "params": task.teacher_spec.params, "flops": task.teacher_spec.flops,
+               "size_bytes": 1000, "latency_ms": 1.0}
+    rows, choices, students = [], {}, {}
+    for choice, accuracy in TOY_ACCURACY.items():
+        spec = task.student_spec({"fc1": choice})
+        students[choice] = spec
+        choices[spec.hash()] = [0.0 if choice == "remove" else choice]
+        rows.append({"spec_hash": spec.hash(), "fidelity": "fast", "seed": 0, "status": "ok", "val_acc": accuracy,
+                     "params": spec.params, "flops": spec.flops, "size_bytes": 500, "latency_ms": 0.5,
+                     "eval_seconds": 2.0, "train_seconds": 1.0, "train_images_per_second": 1.0, "final_loss": 0.1})
+    meta = {"default_fidelity": "fast", "fidelities": {"fast": {"seeds": [0], "fidelity": {}, "teacher": teacher}}}
+    table = BenchTable("toy", task, meta, {"describe": {}, "units": {}}, choices, rows)
+    path = table.save(tmp_path_factory.mktemp("toy") / "toy.json.gz")
+    return path, {c: s.params / task.teacher_spec.params for c, s in students.items()}
+
+
+def _toy_config(path: Path, budget: int = 2, seeds: range = range(2)) -> bench.BenchmarkConfig:
+    return bench.make_benchmark_config(TWIN, ["random"], seeds=seeds, budget=budget, bootstrap_reps=200,
+                                       env_kwargs={"table": str(path), "reward": "n2n"})
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_tiny_benchmark_on_the_tabular_twin_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["benchmark", "--env", TWIN, "--agents", "random", "uniform", "reinforce", "--seeds", "2",
+                 "--budget", "8", "--jobs", "1", "--reps", "200", "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "| reinforce |" in printed and "0 mismatches" in printed
+    for name in ("config.yaml", "reference.json", "episodes.csv", "results.csv", "results.json", "results.md",
+                 *bench.PLOTS.values()):
+        assert (out / name).is_file(), name
+    episodes = _rows(out / "episodes.csv")
+    assert len(episodes) == 2 * 8 + 2 * 6 + 2 * 8  # uniform plays its 6 widths only
+    assert set(episodes[0]) == set(bench.EPISODE_COLUMNS)
+    results = json.loads((out / "results.json").read_text())
+    assert results["reference"]["method"] == "exact" and results["reference"]["students"] == 1152
+    assert 0 < results["zero"] < results["target"] < results["one"]  # best of 8 < best of 100 < the best
+    for agent, v in results["agents"].items():
+        assert v["seeds"] == [0, 1] and v["normalized_iqm"] is not None
+        assert ("improvement_over_random" in v) == (agent != "random")
+    assert results["validation"]["ok"] == 6 and results["validation"]["mismatch"] == 0
+    assert "ddc benchmark --env DDC-Bench-LeNet5-MNIST-v0 --agents random uniform reinforce --seeds 2" in (
+        out / "results.md").read_text()
+
+
+def test_normalized_score_against_a_hand_computation_on_a_toy_table(toy_table, tmp_path):
+    path, param_ratio = toy_table
+
+    def n2n(choice):  # the env's reward: N2N's (acc / acc_t) C (2 - C), C = 1 - params / params_t
+        c = 1.0 - param_ratio[choice]
+        return TOY_ACCURACY[choice] / 0.9 * c * (2.0 - c)
+
+    rewards = sorted([(n2n("remove"), 0.5), (n2n(0.5), 0.25), (n2n(1.0), 0.25)])  # (reward, probability)
+    budget = 3
+    cdf = [0.0]
+    for _, p in rewards:
+        cdf.append(cdf[-1] + p)
+    zero = sum(r * (cdf[i + 1] ** budget - cdf[i] ** budget) for i, (r, _) in enumerate(rewards))
+    one = rewards[-1][0]
+
+    results = bench.run_benchmark(_toy_config(path, budget=budget), tmp_path / "toy", progress=False)
+    reference = json.loads((tmp_path / "toy" / "reference.json").read_text())
+    assert reference["method"] == "exact" and reference["episodes"] == 3 and reference["students"] == 3
+    assert sorted(p for _, _, p, _ in reference["outcomes"]) == [0.25, 0.25, 0.5]
+    assert results["zero"] == pytest.approx(zero) and results["one"] == pytest.approx(one)
+    random = results["agents"]["random"]
+    assert random["normalized_score"] == pytest.approx([(b - zero) / (one - zero) for b in random["best_reward"]])
+
+
+def test_validate_flags_a_forged_result_and_the_leaderboard_leaves_it_off(toy_table, tmp_path, capsys):
+    path, _ = toy_table
+    out = tmp_path / "toy"
+    bench.run_benchmark(_toy_config(path), out, progress=False)
+    rows = _rows(out / bench.RESULTS_CSV)
+    assert main(["benchmark", "--validate", str(out / bench.RESULTS_CSV)]) == 0
+    forged = tmp_path / "forged.csv"
+    rows[1]["reward"] = str(float(rows[1]["reward"]) + 0.01)  # a better reward than the student has
+    with open(forged, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert main(["benchmark", "--validate", str(forged)]) == 1
+    printed = capsys.readouterr().out
+    assert "mismatch random seed 1" in printed and "reward" in printed and "1 ok, 1 mismatches" in printed
+
+    board = tmp_path / "LEADERBOARD.md"
+    assert main(["benchmark", "--leaderboard", str(board), "--from", str(out)]) == 0
+    assert "# Leaderboard" in board.read_text() and "![evaluations](toy/anytime_evaluations.png)" in board.read_text()
+    forged.replace(out / bench.RESULTS_CSV)  # a result that does not re-score is not on the board
+    assert main(["benchmark", "--leaderboard", str(board), "--from", str(out)]) == 0
+    assert f"{TWIN}: not on the board" in board.read_text()
+
+
+def test_a_killed_benchmark_resumes_without_redoing_finished_runs_and_extends(toy_table, tmp_path, monkeypatch, capsys):
+    path, _ = toy_table
+    config = _toy_config(path, budget=12, seeds=range(3))
+    whole = bench.run_benchmark(config, tmp_path / "whole", progress=False)
+
+    record = RunLog.record
+    def killed(log: RunLog, reward: float, info: dict) -> None:  # the kill: during seed 1's 5th episode
+        if log.run_dir.name == "random-seed1" and log.episodes == 4:
+            raise KeyboardInterrupt
+        record(log, reward, info)
+    monkeypatch.setattr(RunLog, "record", killed)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_benchmark(config, out, progress=False)
+    monkeypatch.setattr(RunLog, "record", record)
+    finished = out / "runs" / "random-seed0" / "summary.json"
+    stamp = finished.stat().st_mtime_ns
+    assert not (out / "runs" / "random-seed1" / "summary.json").exists()
+    assert main(["benchmark", "--resume", "--out", str(out), "--env", TWIN]) == 2  # resume takes the saved config
+    assert "drop --env" in capsys.readouterr().err
+
+    assert main(["benchmark", "--resume", "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+    assert finished.stat().st_mtime_ns == stamp  # not redone
+    assert _rows(out / bench.EPISODES_CSV) == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
+    resumed = json.loads((out / bench.RESULTS_JSON).read_text())
+    assert resumed["agents"] == whole["agents"]
+
+    assert main(["benchmark", "--resume", "--out", str(out), "--budget", "8"]) == 2  # a budget only grows
+    assert "can only extend its budget of 12" in capsys.readouterr().err
+    assert main(["benchmark", "--resume", "--out", str(out), "--budget", "16", "--jobs", "1", "--quiet"]) == 0
+    extended = _rows(out / bench.EPISODES_CSV)
+    assert len(extended) == 3 * 16
+    assert [r for r in extended if int(r["episode"]) <= 12] == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
+    assert bench.read_benchmark_config(out).budget == 16
+
+
+def test_bad_input_fails_before_any_folder_is_written(tmp_path, capsys):
+    out = tmp_path / "never"
+    for argv, message in ((["--agents", "random", "nope"], "unknown agent 'nope'"),
+                          (["--agents", "random", "--set", "fidelity=nope"], "fidelity"),
+                          (["--agents", "random", "--config", "reinforce=x.yaml"], "not in --agents"),
+                          (["--agents", "random", "--budget", "0"], "budget must be"),
+                          (["--agents", "random", "--backend", "ray"], "is a benchmark twin"),
+                          (["--agents", "random", "--workers", "2"], "only apply to the ray backend")):
+        assert main(["benchmark", "--env", TWIN, *argv, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err and not out.exists()
+    assert not os.path.exists(out)
+
+
+def test_backend_options_reach_every_run_and_the_printed_command(tmp_path):
+    backend = {"name": "ray", "address": "head:6379", "workers": 3}
+    config = bench.make_benchmark_config("DDC-LeNet5-MNIST", ["random", "reinforce"], seeds=range(2), budget=2,
+                                         env_kwargs={"dataset": "mnist_sample"}, backend=backend)
+    for setup in config.agents:
+        assert config.search_config(setup, 1).backend == {**backend, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
+    assert backend_flags(BackendOptions.from_dict(backend)) == ["--backend", "ray", "--address", "head:6379",
+                                                                "--workers", "3"]
+    assert backend_flags(BackendOptions()) == []
+    with pytest.raises(ValueError, match="needs a running cluster"):
+        bench.run_benchmark(dataclasses.replace(config, backend={"name": "ray"}), tmp_path / "never", jobs=2)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_budget_of_simulated_seconds_ends_every_run_before_it_is_spent(toy_table, tmp_path):
+    path, _ = toy_table  # every student of the toy table stands for 2 simulated seconds, a repeated one for 0
+    config = dataclasses.replace(_toy_config(path, budget=6, seeds=range(4)), budget_seconds=5.0)
+    results = bench.run_benchmark(config, tmp_path / "seconds", progress=False)
+    episodes = _rows(tmp_path / "seconds" / bench.EPISODES_CSV)
+    for seed in range(4):
+        run = [r for r in episodes if r["seed"] == str(seed)]
+        assert 0 < float(run[-1]["total_simulated_seconds"]) <= 5.0 and len({r["spec_hash"] for r in run}) <= 2
+    assert results["zero"] == pytest.approx(Reference.from_dict(json.loads(
+        (tmp_path / "seconds" / "reference.json").read_text())).expected_best_within(6, 5.0))
