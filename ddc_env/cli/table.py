@@ -14,7 +14,7 @@ from .. import registration
 from ..distill import Fidelity
 from ..env import EnvConfig
 from ..scoring import Scorer
-from ..tables import BenchTable, build_table, students_for
+from ..tables import BenchTable, TableError, build_table, students_for
 from ..task import load_task
 from ..validate import check_int
 from .backend import BackendOptions, add_backend_arguments, backend_options
@@ -108,7 +108,11 @@ def _info(args: argparse.Namespace) -> int:
 
         table = BenchTable.load(args.table)
         for fidelity in table.fidelities:
-            q = fit_surrogate(table, fidelity).quality
+            try:
+                q = fit_surrogate(table, fidelity).quality
+            except TableError as e:  # a fidelity with too few rows has no surrogate; the others still do
+                print(f"  surrogate at {fidelity}: none ({e})")
+                continue
             print(f"  surrogate at {fidelity}: Kendall tau {q.kendall_tau:.3f}, MAE {q.mae:.4f} ({q.folds}-fold, "
                   f"{q.rows} students)")
     return 0
