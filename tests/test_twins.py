@@ -91,6 +91,24 @@ def test_surrogate_predicts_held_out_students(synth_table):
     assert record["latency_ms"] > 0 and record["eval_seconds"] > 0 and record["size_bytes"] > 0
 
 
+def test_table_info_reports_rank_agreement_and_surrogates(synth_table, capsys):
+    """``ddc table info --surrogate``: Kendall tau between the fidelity/seed columns on their shared students, the
+    surrogate's quality where there are enough rows, and a plain line where there are not."""
+    from scipy.stats import kendalltau
+
+    from ddc_env.cli import main
+
+    root, _, _, students, table = synth_table
+    assert main(["table", "info", str(root / "synth.json.gz"), "--surrogate"]) == 0
+    out = capsys.readouterr().out
+    shared = [s.hash() for _, s in students["smoke"]]
+    zero, smoke = ({h: table.rows_for(h, f)[0]["val_acc"] for h in shared} for f in ("zero", "smoke"))
+    tau = kendalltau([zero[h] for h in shared], [smoke[h] for h in shared]).statistic
+    assert f"rank agreement zero seed 0 vs smoke seed 0: Kendall tau {tau:.3f} (6 students)" in out
+    assert "rank agreement smoke seed 0 vs smoke seed 1" in out
+    assert "surrogate at zero: Kendall tau" in out and "surrogate at smoke: none (" in out
+
+
 def test_a_fitted_surrogate_is_kept_per_machine(synth_table, monkeypatch, tmp_path):
     """The surrogate is fit once per machine ($DDC_HOME/surrogates, keyed by the table's digest): a new process
     reads it back and predicts the same; an unreadable file is fit again."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from scipy.stats import kendalltau
 
 from .. import registration
 from ..distill import Fidelity
@@ -98,7 +101,24 @@ def describe(table: BenchTable) -> str:
             line += (f"; seed noise: mean |acc difference| {statistics.fmean(spreads):.4f}, max "
                      f"{max(spreads):.4f}")
         lines.append(line)
+    lines += _rank_agreement(table)
     return "\n".join(lines)
+
+
+def _rank_agreement(table: BenchTable) -> list[str]:
+    """Kendall tau of the validation accuracies of the students two fidelity/seed columns share: how alike the
+    fidelities rank students, and (two seeds of one fidelity) the ceiling training noise sets."""
+    columns: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in table.rows:
+        if r["status"] == "ok":
+            columns[f"{r['fidelity']} seed {r['seed']}"][r["spec_hash"]] = r["val_acc"]
+    out = []
+    for (a, acc_a), (b, acc_b) in itertools.combinations(columns.items(), 2):
+        shared = sorted(acc_a.keys() & acc_b.keys())
+        if len(shared) >= 3:
+            tau = kendalltau([acc_a[h] for h in shared], [acc_b[h] for h in shared]).statistic
+            out.append(f"  rank agreement {a} vs {b}: Kendall tau {tau:.3f} ({len(shared)} students)")
+    return out
 
 
 def _info(args: argparse.Namespace) -> int:
