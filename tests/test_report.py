@@ -153,3 +153,19 @@ def test_the_pareto_legend_has_one_entry_per_run_outside_the_axes_and_labels_do_
         labels = [Text.get_window_extent(a, renderer) for a in ax.texts if isinstance(a, Annotation)]
         assert len(labels) == 11
         assert not any(a.overlaps(b) for i, a in enumerate(labels) for b in labels[i + 1:])
+
+
+def test_runs_of_one_env_share_one_teacher_row_whatever_defaults_they_spell_out():
+    """Two runs whose env arguments differ only by a default given explicitly, the reward or the store are of one
+    env (one teacher row in the report); another fidelity is another env."""
+    from ddc_env.cli.report import Run
+
+    def run(**kwargs) -> Run:
+        return Run(Path("r"), "baseline", {}, {"env_id": "DDC-LeNet5-MNIST", "env_kwargs": kwargs})
+
+    base = run(dataset="mnist_sample", fidelity="fast")
+    assert base.env_key == run(dataset="mnist_sample", fidelity="fast", reward="calibrated", latency="model",
+                               store="x.sqlite").env_key
+    assert base.env_key == Run(Path("r"), "search", {}, {"env_id": "DDC-LeNet5-MNIST-v0",
+                                                         "env_kwargs": {"dataset": "mnist_sample"}}).env_key
+    assert base.env_key != run(dataset="mnist_sample", fidelity="zero").env_key

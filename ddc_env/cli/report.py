@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import warnings
@@ -52,6 +53,7 @@ from .runs import read_episodes as read_episode_lines
 
 KINDS = ("search", "baseline")
 _HINT = "expected the folder of a finished `ddc search` or `ddc baseline` run"
+_NOT_THE_ENV = ("store", "run", "reward")  # env arguments that change neither the teacher, the data nor the students
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,15 @@ class Run:
 
     @property
     def env_key(self) -> str:
-        """The env this run evaluated on: env id and arguments (results store and run name left out)."""
-        kwargs = {k: v for k, v in self.config.get("env_kwargs", {}).items() if k not in ("store", "run")}
-        return json.dumps([self.config["env_id"], kwargs], sort_keys=True, default=str)
+        """The env this run evaluated on: env id and arguments, a live env's resolved against its preset (so a
+        default given explicitly is the same env); the reward, results store and run name left out."""
+        env_id = self.config["env_id"]
+        kwargs = {k: v for k, v in self.config.get("env_kwargs", {}).items() if k not in _NOT_THE_ENV}
+        if registration.is_live(env_id):
+            resolved = registration.env_config(env_id, kwargs)
+            kwargs = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(resolved)
+                      if f.name not in _NOT_THE_ENV}
+        return json.dumps([registration.resolve_id(env_id), kwargs], sort_keys=True, default=str)
 
     def store_rows(self) -> list[dict[str, Any]]:
         """Every row of the run's results store (none when the file is missing)."""
