@@ -40,9 +40,14 @@ SCORING = {"latency": "flops", "device": "cpu"}
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+    """A local Ray instance for this module. Token authentication is off for it (the driver and the search's
+    subprocess envs would otherwise read the token from ~/.ray/auth_token, which another Ray instance on the machine
+    may have rewritten: seen in the full suite, never with this module alone)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=2, include_dashboard=False)
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
