@@ -18,7 +18,8 @@ from ..arch import Block, Conv, Linear, NetSpec
 from ..paths import atomic_write_bytes, ddc_home
 from ..tables import BenchTable, TableError
 from ..task import Task
-from .base import Scorer, make_record
+from .base import make_record
+from .table import TableBackedScorer
 
 __all__ = ["SurrogateModel", "SurrogateQuality", "SurrogateScorer", "features", "fit_surrogate"]
 
@@ -155,24 +156,18 @@ def _fit(table: BenchTable, fidelity: str, seed: int) -> SurrogateModel:
                           cross_validate(xs, acc, seed=seed))
 
 
-class SurrogateScorer(Scorer):
+class SurrogateScorer(TableBackedScorer):
     """Predicts records of any student of a table's task at ``fidelity`` (default: the table's) from the table's
     surrogate (see the module docstring). Predictions are deterministic; every student is "ok"."""
 
     def __init__(self, table: BenchTable, fidelity: str | None = None) -> None:
-        self.table, self.task = table, table.task
-        self.fidelity = table.check_fidelity(fidelity or table.default_fidelity)
+        super().__init__(table, fidelity)
         self.model = fit_surrogate(table, self.fidelity)
         self.latency = table.latency_model()
-        self._teacher = table.teacher_record(self.fidelity)
 
     @property
     def key(self) -> str:
         return f"surrogate:{self.table.name}:{self.fidelity}"
-
-    @property
-    def time_term(self) -> str:
-        return "latency"
 
     @property
     def quality(self) -> SurrogateQuality:
@@ -181,9 +176,6 @@ class SurrogateScorer(Scorer):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "table": self.table.name, "quality": self.model.quality.__dict__}
-
-    def teacher_record(self) -> dict[str, Any]:
-        return dict(self._teacher)
 
     def evaluate(self, spec: NetSpec) -> dict[str, Any]:
         return self.evaluate_many([spec])[0]

@@ -10,14 +10,31 @@ from ..arch import NetSpec
 from ..tables import BenchTable, TableError
 from .base import Scorer, make_record
 
-__all__ = ["TRAIN_SEEDS", "TableScorer"]
+__all__ = ["TRAIN_SEEDS", "TableBackedScorer", "TableScorer"]
 
 TRAIN_SEEDS = ("random", "mean")  # besides a seed of the table
 _STUDENT_FIELDS = ("val_acc", "params", "flops", "size_bytes", "latency_ms", "train_seconds",
                    "train_images_per_second", "final_loss")
 
 
-class TableScorer(Scorer):
+class TableBackedScorer(Scorer):
+    """What the twins' scorers share: a benchmark table, one of its fidelities (default: the table's), the
+    teacher's record the table holds for it, and the table's latency as the time term."""
+
+    def __init__(self, table: BenchTable, fidelity: str | None = None) -> None:
+        self.table, self.task = table, table.task
+        self.fidelity = table.check_fidelity(fidelity or table.default_fidelity)
+        self._teacher = table.teacher_record(self.fidelity)
+
+    @property
+    def time_term(self) -> str:
+        return "latency"
+
+    def teacher_record(self) -> dict[str, Any]:
+        return dict(self._teacher)
+
+
+class TableScorer(TableBackedScorer):
     """Looks students up in ``table`` at ``fidelity`` (default: the table's). ``train_seed`` picks the row of a
     student's training seeds: one of the table's seeds (default: its first, the live env's default), ``"random"``
     (one seed drawn per student from :attr:`rng`, NATS-Bench's ``is_random``) or ``"mean"`` (accuracies and times
@@ -25,8 +42,7 @@ class TableScorer(Scorer):
 
     def __init__(self, table: BenchTable, fidelity: str | None = None, *, train_seed: int | str | None = None,
                  rng: np.random.Generator | None = None) -> None:
-        self.table, self.task = table, table.task
-        self.fidelity = table.check_fidelity(fidelity or table.default_fidelity)
+        super().__init__(table, fidelity)
         seeds = table.seeds(self.fidelity)
         train_seed = seeds[0] if train_seed is None else train_seed
         if train_seed not in (*seeds, *TRAIN_SEEDS) or isinstance(train_seed, bool):
@@ -34,22 +50,14 @@ class TableScorer(Scorer):
                              f"{list(TRAIN_SEEDS)}, got {train_seed!r}")
         self.train_seed = train_seed
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self._teacher = table.teacher_record(self.fidelity)
 
     @property
     def key(self) -> str:
         return f"table:{self.table.name}:{self.fidelity}:{self.train_seed}"
 
-    @property
-    def time_term(self) -> str:
-        return "latency"
-
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "table": self.table.name, "train_seed": self.train_seed,
                 "latency_model": self.table.latency["describe"]}
-
-    def teacher_record(self) -> dict[str, Any]:
-        return dict(self._teacher)
 
     def evaluate(self, spec: NetSpec) -> dict[str, Any]:
         rows = self.table.rows_for(spec.hash(), self.fidelity)
