@@ -9,12 +9,16 @@ The references are matched to each searched student's latency (latency model): t
 not only the action space's) and the L1 FLOPs target (bisection) at or below it.
 
     .venv/bin/python bench/search_vs_baselines.py --seeds 0 1 2 --latency 0.3 --agent random --episodes 2000
+
+A killed run resumes: seeds already in ``--out/results.json`` are kept, and a student (same spec) or L1 ratio met again
+in a later seed reuses its trained model instead of training it again (training is deterministic).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,32 +103,57 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2000, help="search episodes on the twin")
     parser.add_argument("--fidelity", default="fast", help="the twin's fidelity the search reads")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per model")
+    parser.add_argument("--final", type=json.loads, default=FINAL,
+                        help=f"the final KD recipe of all three methods (default {json.dumps(FINAL)})")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     task = load_task(TaskConfig(model="resnet18", teacher=str(args.shared / "teachers" / "resnet18_cifar10jpeg.pt"),
                                 dataset="cifar10_jpeg", data_dir=str(args.shared / "data" / "cifar10_jpeg")))
-    scorer = LiveScorer(task, FINAL, latency="model", device="cpu")
+    scorer = LiveScorer(task, args.final, latency="model", device="cpu")
     latency = scorer.latency_model
     distiller = scorer.distiller
-    results: dict[str, Any] = {"command": " ".join([".venv/bin/python bench/search_vs_baselines.py", *sys.argv[1:]]),
-                               "seeds": {}}
+    path = args.out / "results.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"seeds": {}}
+    results.update(command=" ".join([".venv/bin/python bench/search_vs_baselines.py", *sys.argv[1:]]),
+                   final=args.final)
+    trained: dict[str, tuple[Any, NetSpec]] = {}  # spec hash or L1 ratio -> trained model, reused across seeds
+
+    def final_kd(spec: NetSpec) -> tuple[Any, NetSpec]:
+        if spec.hash() not in trained:
+            start = time.perf_counter()
+            trained[spec.hash()] = distiller.train_student(spec)[0], spec
+            print(f"final KD params {spec.params / task.teacher_spec.params:.3f}: "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+        return trained[spec.hash()]
+
+    def l1_pruned(ratio: float) -> tuple[Any, NetSpec]:
+        key = f"l1 {ratio:.6f}"
+        if key not in trained:
+            start = time.perf_counter()
+            run_dir = args.out / f"l1_{ratio:.6f}"
+            with ResultsStore(run_dir / "results.sqlite") as store:
+                ctx = Context(task, scorer, store, run_dir / "models", "baseline:l1_pruning", progress=False)
+                prune(ctx, ranking="l1", allocation="global", target="flops", ratio=ratio, steps=1,
+                      epochs=distiller.fidelity.epochs, final_epochs=0, ranking_images=1024)
+            net, spec = load_model(run_dir, ctx.results[-1]["model"])
+            trained[key] = distiller.precision.prepare(net.to(distiller.device)), spec
+            print(f"L1 pruning + final KD at FLOPs {ratio:.3f}: {time.perf_counter() - start:.0f} s", flush=True)
+        return trained[key]
+
     for seed in args.seeds:
+        if str(seed) in results["seeds"]:
+            print(f"seed {seed}: done in {path}", flush=True)
+            continue
         best = search(args.agent, args.episodes, seed, args.latency, args.fidelity)
         searched = NetSpec.from_dict(best["spec"])
         target_ms = latency.predict_ms(searched)
         width, uniform = uniform_at(task, latency, target_ms)
-        models: dict[str, tuple[Any, NetSpec | None]] = {"teacher": (distiller.teacher, task.teacher_spec)}
-        for name, spec in ((f"searched ({args.agent}, seed {seed})", searched), (f"uniform {width:g}", uniform)):
-            net, _ = distiller.train_student(spec)
-            models[name] = (net, spec)
         ratio = l1_flops_ratio(task, latency, target_ms)
-        run_dir = args.out / f"l1_seed{seed}"
-        with ResultsStore(run_dir / "results.sqlite") as store:
-            ctx = Context(task, scorer, store, run_dir / "models", "baseline:l1_pruning", progress=False)
-            prune(ctx, ranking="l1", allocation="global", target="flops", ratio=ratio, steps=1, epochs=5,
-                  final_epochs=0, ranking_images=1024)
-        net, spec = load_model(run_dir, ctx.results[-1]["model"])
-        models[f"L1 pruning (FLOPs {ratio:.3f})"] = (distiller.precision.prepare(net.to(distiller.device)), spec)
+        models: dict[str, tuple[Any, NetSpec | None]] = {
+            "teacher": (distiller.teacher, task.teacher_spec),
+            f"searched ({args.agent}, seed {seed})": final_kd(searched),
+            f"uniform {width:g}": final_kd(uniform),
+            f"L1 pruning (FLOPs {ratio:.3f})": l1_pruned(ratio)}
         protocol = LatencyProtocol(rounds=args.rounds)
         teacher_cpu = timing_copy(distiller.teacher)
         rows = []
@@ -138,9 +167,9 @@ def main() -> None:
                          "latency_ms": paired.student_ms, "latency_ratio": paired.ratio,
                          "latency_spread": paired.student_spread_ms / paired.student_ms})
             print(json.dumps(rows[-1]), flush=True)
-        results["seeds"][seed] = {"choices": best["choices"], "twin_record": {k: best[k] for k in (
+        results["seeds"][str(seed)] = {"choices": best["choices"], "twin_record": {k: best[k] for k in (
             "val_acc", "latency_ratio", "param_ratio", "spec_hash")}, "rows": rows}
-        atomic_write_text(args.out / "results.json", json.dumps(results, indent=1, default=str))
+        atomic_write_text(path, json.dumps(results, indent=1, default=str))
     print(table(results))
 
 
