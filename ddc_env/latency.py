@@ -9,7 +9,9 @@ Timing a whole network once per process does not reproduce: on a shared 2-core m
   signature, thread count and batch size; a network's latency is the sum of its units' times, in the spirit of
   HW-NAS-Bench's and Once-for-All's lookup tables. The cache is an SQLite file where the first measurement of a
   unit wins, so every process on the machine reads the same number for the same unit and the same student always
-  gets the same time.
+  gets the same time. Since a unit is timed once for good, its rounds are many and short (120 of about 0.5 ms):
+  on a machine busy with training, a 4 ms round is almost always cut by the scheduler, a 0.5 ms one often is not,
+  so the fastest round still finds the unit's idle time (``bench/latency_load.py``).
 - :func:`measure_paired`: the student and its teacher timed in interleaved rounds in one window, so a slow
   moment of the machine slows both; the median and spread of each are kept.
 """
@@ -42,30 +44,35 @@ from .train import torch_threads
 __all__ = ["PROTOCOL_VERSION", "LatencyModel", "LatencyProtocol", "PairedLatency", "device_signature",
            "measure_module", "measure_paired", "timing_copy", "unit_key"]
 
-PROTOCOL_VERSION = 2  # 2: a unit's time is its fastest round (1: the median)
-_ROUND_SECONDS = 0.004  # a timed round repeats the call until it lasts about this long
+PROTOCOL_VERSION = 3  # 3: many short unit rounds; 2: a unit's time is its fastest round; 1: the median
+_ROUND_SECONDS = 0.004  # a timed round of a network repeats the call until it lasts about this long
 
 
 @dataclass(frozen=True)
 class LatencyProtocol:
     """How one unit (or one network, in :func:`measure_paired`) is timed: ``threads`` intra-op threads, a batch of
-    ``batch_size``, ``warmup`` untimed calls, then ``rounds`` timed rounds of calls whose per-call mean is taken;
-    a network's time is the median over rounds and its spread their interquartile range; a unit's time in the
-    :class:`LatencyModel` is the fastest round."""
+    ``batch_size``, ``warmup`` untimed calls, then ``rounds`` timed rounds of calls (about 4 ms each) whose per-call
+    mean is taken; a network's time is the median over rounds and its spread their interquartile range. A unit of
+    the :class:`LatencyModel` gets ``unit_rounds`` rounds of about ``unit_round_ms`` each and keeps the fastest."""
 
     device: str = "cpu"
     threads: int = 1
     batch_size: int = 1
     warmup: int = 10
     rounds: int = 15
+    unit_rounds: int = 120
+    unit_round_ms: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("threads", "batch_size", "rounds"):
+        for name in ("threads", "batch_size", "rounds", "unit_rounds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"latency {name} must be a positive integer, got {value!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"latency warmup must be an integer >= 0, got {self.warmup!r}")
+        if isinstance(self.unit_round_ms, bool) or not isinstance(self.unit_round_ms, (int, float)) or \
+                not 0.0 < self.unit_round_ms < math.inf:
+            raise ValueError(f"latency unit_round_ms must be a positive number, got {self.unit_round_ms!r}")
         if torch.device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"latency device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 
@@ -104,14 +111,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _calls_per_round(module: nn.Module, x: torch.Tensor, device: torch.device) -> int:
-    """How many calls make a round of about ``_ROUND_SECONDS`` (at least 1)."""
+def _calls_per_round(module: nn.Module, x: torch.Tensor, device: torch.device, seconds: float) -> int:
+    """How many calls make a round of about ``seconds`` (at least 1)."""
     _sync(device)
     start = time.perf_counter()
     module(x)
     _sync(device)
     once = max(time.perf_counter() - start, 1e-7)
-    return max(1, min(1000, round(_ROUND_SECONDS / once)))
+    return max(1, min(1000, round(seconds / once)))
 
 
 def _round_ms(module: nn.Module, x: torch.Tensor, calls: int, device: torch.device) -> float:
@@ -128,16 +135,17 @@ def _example(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.randn(shape, generator=generator).to(device)
 
 
-def _time_modules(modules: list[nn.Module], x: torch.Tensor, protocol: LatencyProtocol) -> list[list[float]]:
+def _time_modules(modules: list[nn.Module], x: torch.Tensor, protocol: LatencyProtocol, rounds: int,
+                  round_seconds: float = _ROUND_SECONDS) -> list[list[float]]:
     """Per-round per-call milliseconds of each module, the modules interleaved round by round."""
     device = torch.device(protocol.device)
     with torch_threads(protocol.threads), torch.inference_mode():
         for m in modules:
             for _ in range(protocol.warmup):
                 m(x)
-        calls = [_calls_per_round(m, x, device) for m in modules]
+        calls = [_calls_per_round(m, x, device, round_seconds) for m in modules]
         times: list[list[float]] = [[] for _ in modules]
-        for _ in range(protocol.rounds):
+        for _ in range(rounds):
             for i, m in enumerate(modules):
                 times[i].append(_round_ms(m, x, calls[i], device))
     return times
@@ -174,7 +182,7 @@ class LatencyModel:
         """Device, protocol and version: rows of the cache are only shared between equal signatures."""
         p = self.protocol
         return (f"{self.device_name} | threads {p.threads} | batch {p.batch_size} | warmup {p.warmup} | "
-                f"rounds {p.rounds} | v{PROTOCOL_VERSION}")
+                f"unit rounds {p.unit_rounds} x {p.unit_round_ms:g} ms | v{PROTOCOL_VERSION}")
 
     def describe(self) -> dict[str, Any]:
         """What the times mean, for records and table files."""
@@ -218,7 +226,8 @@ class LatencyModel:
             torch.manual_seed(0)
             module = unit_module(unit, input_shape[0]).to(device).eval()
         x = _example((self.protocol.batch_size, *input_shape), device)
-        return min(_time_modules([module], x, self.protocol)[0])
+        p = self.protocol
+        return min(_time_modules([module], x, p, p.unit_rounds, p.unit_round_ms / 1e3)[0])
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -282,7 +291,7 @@ def measure_module(net: nn.Module, input_shape: tuple[int, ...],
     timed with ``protocol`` (``net`` must be on the protocol's device; see :func:`timing_copy`)."""
     protocol = protocol or LatencyProtocol()
     x = _example((protocol.batch_size, *input_shape), torch.device(protocol.device))
-    return _median_spread(_time_modules([net], x, protocol)[0])
+    return _median_spread(_time_modules([net], x, protocol, protocol.rounds)[0])
 
 
 def measure_paired(student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...],
@@ -292,7 +301,7 @@ def measure_paired(student: nn.Module, teacher: nn.Module, input_shape: tuple[in
     so both see the same state of the machine."""
     protocol = protocol or LatencyProtocol()
     x = _example((protocol.batch_size, *input_shape), torch.device(protocol.device))
-    t_times, s_times = _time_modules([teacher, student], x, protocol)
+    t_times, s_times = _time_modules([teacher, student], x, protocol, protocol.rounds)
     (t_med, t_spread), (s_med, s_spread) = _median_spread(t_times), _median_spread(s_times)
     if not (math.isfinite(t_med) and t_med > 0):
         raise RuntimeError(f"the teacher's measured latency is {t_med} ms")

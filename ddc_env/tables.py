@@ -205,8 +205,8 @@ class BenchTable:
     def latency_model(self) -> LatencyModel:
         """The latency table the rows were timed with (fixed: nothing is measured)."""
         describe = self.latency["describe"]
-        return LatencyModel(LatencyProtocol(**{k: describe[k] for k in ("device", "threads", "batch_size",
-                                                                         "warmup", "rounds")}),
+        fields = ("device", "threads", "batch_size", "warmup", "rounds", "unit_rounds", "unit_round_ms")
+        return LatencyModel(LatencyProtocol(**{k: describe[k] for k in fields if k in describe}),
                             entries=self.latency["units"], device_name=describe["device"])
 
     # -- files ---------------------------------------------------------------------------------------------

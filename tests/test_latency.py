@@ -3,6 +3,7 @@ same numbers in every process) and paired measurement of student and teacher."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,29 @@ def test_paired_measurement_keeps_medians_and_spreads() -> None:
     assert paired.student_ms > 0 and paired.teacher_ms > 0 and paired.rounds == PROTOCOL.rounds
     assert paired.student_spread_ms >= 0 and paired.teacher_spread_ms >= 0
     assert paired.ratio == pytest.approx(paired.student_ms / paired.teacher_ms) and paired.ratio < 1.0
+
+
+def test_how_a_unit_is_timed_is_part_of_the_table_key(tmp_path: Path) -> None:
+    """Units timed with other rounds are other rows: a table never mixes protocol versions or unit timings."""
+    path = tmp_path / "units.sqlite"
+    short = LatencyModel(PROTOCOL, path=path)
+    long = LatencyModel(LatencyProtocol(batch_size=64, warmup=2, rounds=5, unit_rounds=3, unit_round_ms=4.0),
+                        path=path)
+    assert short.key() != long.key() and "v3" in short.signature and "unit rounds 3 x 4 ms" in long.signature
+    assert short.describe()["unit_rounds"] == 120 and long.describe()["unit_round_ms"] == 4.0
+    short.predict_ms(TEACHER), long.predict_ms(TEACHER)
+    with sqlite3.connect(path) as conn:
+        signatures = {row[0] for row in conn.execute("SELECT signature FROM units")}
+    assert signatures == {short.signature, long.signature}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("unit_rounds", 0, "latency unit_rounds must be a positive integer, got 0"),
+    ("unit_rounds", 2.5, "latency unit_rounds must be a positive integer, got 2.5"),
+    ("unit_round_ms", 0.0, "latency unit_round_ms must be a positive number, got 0.0"),
+    ("unit_round_ms", float("nan"), "latency unit_round_ms must be a positive number, got nan"),
+    ("unit_round_ms", "fast", "latency unit_round_ms must be a positive number, got 'fast'"),
+])
+def test_bad_unit_timing_is_a_clear_error(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LatencyProtocol(**{field: value})
