@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 from latency_repro import ARCHS, STUDENTS, random_students, teacher_and_students
-
 from torch import nn
 
 from ddc_env.arch import NetSpec
@@ -52,7 +51,10 @@ def _busy(stop: mp.Event) -> None:  # type: ignore[valid-type]
 
 @contextmanager
 def machine_load(processes: int) -> Iterator[None]:
-    """``processes`` single-threaded busy processes (CNN training) for the duration of the block."""
+    """``processes`` single-threaded busy processes (CNN training) for the duration of the block (0: none)."""
+    if processes == 0:
+        yield
+        return
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     workers = [ctx.Process(target=_busy, args=(stop,), daemon=True) for _ in range(processes)]
@@ -76,15 +78,10 @@ def table_ratios(arch: str, timing: dict[str, float], path: Path, teacher: NetSp
     """Student/teacher ratios from a fresh unit table at ``path``: the teacher's units timed under
     ``load_teacher`` busy processes, then the students' under ``load_students``."""
     model = LatencyModel(LatencyProtocol(batch_size=ARCHS[arch][4], **timing), path=path)
-    with machine_load(load_teacher) if load_teacher else _idle():
+    with machine_load(load_teacher):
         teacher_ms = model.predict_ms(teacher)
-    with machine_load(load_students) if load_students else _idle():
+    with machine_load(load_students):
         return {label: model.predict_ms(s) / teacher_ms for label, s in students.items()}
-
-
-@contextmanager
-def _idle() -> Iterator[None]:
-    yield
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ For each benchmark twin at its default fidelity: ``--students`` masked random ep
 sees the same students), rewarded by the default calibrated reward, the DDC paper's formula and N2N's. Prints the
 standard deviation, the share of students above 0.01, and the minimum, median and maximum. ``--live N`` adds N
 students of the live ``DDC-LeNet5-MNIST`` on the packaged MNIST sample (what the LeNet-5 twin tabulates; really
-trained at the default fidelity, timed with this machine's latency table; one temporary results store, so the second and third reward re-score the same records).
+trained at the default fidelity, timed with this machine's latency table; one temporary results store, so the
+second and third reward re-score the same records).
 
     .venv/bin/python bench/reward_spread.py --students 100
     .venv/bin/python bench/reward_spread.py --students 100 --live 100
@@ -42,7 +43,8 @@ def main() -> None:
             for reward in REWARDS:
                 env = gym.make("DDC-LeNet5-MNIST", dataset="mnist_sample", reward=reward,
                                store=str(Path(tmp) / "store.sqlite"))
-                row(f"DDC-LeNet5-MNIST, mnist_sample (live, {args.live} students)", reward, env, args.live, args.seed)
+                label = f"DDC-LeNet5-MNIST, mnist_sample (live, {args.live} students)"
+                row(label, reward, env, args.live, args.seed)
                 env.close()
 
 
