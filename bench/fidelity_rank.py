@@ -3,11 +3,14 @@ CIFAR-10 JPEG copy, scored at ``zero``, ``fast`` (and candidate fast recipes) an
 epochs on the whole training split; the Kendall tau between their validation accuracies.
 
 Students: every uniform width of the action space, masked random choices, and (``--table``) the accuracy/latency
-Pareto front of a benchmark table's ``zero`` rows (what a search finds), spread over the params range. Every
+Pareto front of a benchmark table's ``zero`` rows (what a search finds), spread over the params range; ``--reuse``
+adds the searched and uniform students of ``bench/search_vs_baselines.py``, whose final accuracies (same recipe,
+same training code) are read from its results instead of trained again. Students run cheapest (FLOPs) first. Every
 evaluation goes through one results store (``--out/results.sqlite``), so a killed run continues where it stopped;
 the fidelities run in order (zero, fast, candidates, final) so cheap results come first.
 
-    .venv/bin/python bench/fidelity_rank.py --random 10 --table ddc_env/tables/resnet18_cifar10.json.gz
+    .venv/bin/python bench/fidelity_rank.py --widths 0.25 0.5 0.6 0.7 --random 4 --pareto 7 \
+        --table ddc_env/tables/resnet18_cifar10.json.gz --reuse bench/results/search_vs_baselines.json
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Any
 
 from scipy.stats import kendalltau, spearmanr
 
-from ddc_env.arch import NetSpec, uniform_choices
+from ddc_env.arch import REMOVE, NetSpec, uniform_choices
 from ddc_env.paths import atomic_write_text
 from ddc_env.scoring import CachedScorer, LiveScorer
 from ddc_env.store import ResultsStore
@@ -29,14 +32,14 @@ from ddc_env.task import Task, TaskConfig, load_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FINAL = {"name": "standard", "epochs": 5}  # 5 epochs over all 45,000 training images, 5 cached views, all val
-CANDIDATES: dict[str, dict[str, Any]] = {}  # fast recipes to compare with the final ranking (filled by --candidate)
 
 
-def students(task: Task, n_random: int, table: Path | None, pareto: int) -> list[tuple[str, NetSpec]]:
-    """Uniform widths, ``n_random`` masked random students and up to ``pareto`` students of a table's zero-fidelity
-    accuracy/latency front, deduplicated, as (kind, spec)."""
+def students(task: Task, widths: list[float], n_random: int, table: Path | None, pareto: int
+             ) -> list[tuple[str, NetSpec]]:
+    """Uniform ``widths``, ``n_random`` masked random students and up to ``pareto`` students of a table's
+    zero-fidelity accuracy/latency front, deduplicated, as (kind, spec)."""
     out: dict[str, tuple[str, NetSpec]] = {}
-    for w in task.width_choices[:-1]:
+    for w in widths:
         spec = task.student_spec(uniform_choices(task.teacher_spec, w))
         out.setdefault(spec.hash(), ("uniform", spec))
     for _, spec in itertools.islice(random_students(task, seed=1), n_random):
@@ -54,20 +57,53 @@ def students(task: Task, n_random: int, table: Path | None, pareto: int) -> list
     return list(out.values())
 
 
+def reused_finals(task: Task, path: Path) -> tuple[list[tuple[str, NetSpec]], dict[str, float]]:
+    """The searched and uniform students of a ``search_vs_baselines.py`` results file, and their final accuracies
+    (spec hash -> val acc). Its L1-pruned students are not in the action space and are left out."""
+    results = json.loads(path.read_text())
+    chosen: list[tuple[str, NetSpec]] = []
+    final: dict[str, float] = {}
+    for entry in results["seeds"].values():
+        for row in entry["rows"]:
+            if row["method"].startswith("searched"):
+                choices = {name: REMOVE if c == 0 else c for name, c in entry["choices"].items()}  # 0 = removed
+                kind, spec = "searched", task.student_spec(choices)
+                if spec.hash() != entry["twin_record"]["spec_hash"]:
+                    raise ValueError(f"{path}: seed choices do not rebuild spec {entry['twin_record']['spec_hash']}")
+            elif row["method"].startswith("uniform"):
+                width = float(row["method"].split()[1])
+                kind, spec = "uniform", task.student_spec(uniform_choices(task.teacher_spec, width))
+            else:
+                continue
+            chosen.append((kind, spec))
+            final[spec.hash()] = row["val_acc"]
+    return chosen, final
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--out", type=Path, default=Path("runs/fidelity_rank"))
+    parser.add_argument("--widths", type=float, nargs="+", help="uniform widths (default: all but the teacher's)")
     parser.add_argument("--random", type=int, default=10, help="masked random students")
     parser.add_argument("--table", type=Path, help="a benchmark table whose zero-fidelity front adds searched students")
     parser.add_argument("--pareto", type=int, default=6, help="students taken from the table's front")
+    parser.add_argument("--reuse", type=Path, help="a search_vs_baselines.py results.json whose students (and final "
+                        "accuracies) to add")
     parser.add_argument("--candidate", action="append", default=[], metavar="JSON",
                         help='a fast recipe to compare, e.g. \'{"name": "fast", "epochs": 3}\' (repeatable)')
     parser.add_argument("--skip-final", action="store_true", help="only the cheap fidelities")
     args = parser.parse_args()
     task = load_task(TaskConfig(model="resnet18", teacher=str(args.shared / "teachers" / "resnet18_cifar10jpeg.pt"),
                                 dataset="cifar10_jpeg", data_dir=str(args.shared / "data" / "cifar10_jpeg")))
-    chosen = students(task, args.random, args.table, args.pareto)
+    chosen = students(task, args.widths or task.width_choices[:-1], args.random, args.table, args.pareto)
+    reused: dict[str, float] = {}
+    if args.reuse is not None:
+        extra, reused = reused_finals(task, args.reuse)
+        hashes = {spec.hash() for _, spec in chosen}
+        chosen += [(kind, spec) for kind, spec in extra if spec.hash() not in hashes]
+    chosen = list({spec.hash(): (kind, spec) for kind, spec in chosen}.values())
+    chosen.sort(key=lambda kind_spec: kind_spec[1].flops)
     store = ResultsStore(args.out / "results.sqlite")
     recipes: dict[str, Any] = {"zero": "zero", "fast": "fast"}
     recipes.update({f"candidate {i}": json.loads(c) for i, c in enumerate(args.candidate)})
@@ -75,18 +111,26 @@ def main() -> None:
         recipes["final"] = FINAL
     acc: dict[str, dict[str, float]] = {name: {} for name in recipes}
     seconds: dict[str, float] = {name: 0.0 for name in recipes}
+    trained: dict[str, int] = {name: 0 for name in recipes}
     print(f"{len(chosen)} students: " + ", ".join(f"{k} {sum(1 for kk, _ in chosen if kk == k)}"
                                                     for k in ("uniform", "random", "searched")), flush=True)
     for name, recipe in recipes.items():
         scorer = CachedScorer(LiveScorer(task, recipe, latency="model", device="cpu"), store, method=f"rank:{name}")
         start = time.perf_counter()
         for i, (kind, spec) in enumerate(chosen):
+            params = spec.params / task.teacher_spec.params
+            if name == "final" and spec.hash() in reused:
+                acc[name][spec.hash()] = reused[spec.hash()]
+                print(f"{name} {i + 1}/{len(chosen)} {kind} params {params:.3f} val {reused[spec.hash()]:.4f} "
+                      f"(reused from {args.reuse})", flush=True)
+                continue
             record = scorer.score(spec)
             acc[name][spec.hash()] = record["val_acc"]
             seconds[name] += record["eval_seconds"]
+            trained[name] += 1
             cost = "cached" if record["cache_hit"] else f"{record['eval_seconds']:.0f} s"
-            print(f"{name} {i + 1}/{len(chosen)} {kind} params {record['param_ratio']:.3f} val {record['val_acc']:.4f}"
-                  f" ({cost})", flush=True)
+            print(f"{name} {i + 1}/{len(chosen)} {kind} params {params:.3f} val {record['val_acc']:.4f} ({cost})",
+                  flush=True)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     names = list(recipes)
     hashes = [spec.hash() for _, spec in chosen]
@@ -96,8 +140,8 @@ def main() -> None:
     for name in names:
         x, y = [acc[name][h] for h in hashes], [acc[ref][h] for h in hashes]
         tau, rho = kendalltau(x, y).statistic, spearmanr(x, y).statistic
-        lines.append(f"| {name} | `{json.dumps(recipes[name])}` | {seconds[name] / len(hashes):.1f} | {tau:.3f} | "
-                     f"{rho:.3f} |")
+        mean_seconds = seconds[name] / max(1, trained[name])
+        lines.append(f"| {name} | `{json.dumps(recipes[name])}` | {mean_seconds:.1f} | {tau:.3f} | {rho:.3f} |")
     rows = [{"kind": kind, "spec_hash": spec.hash(), "params_ratio": spec.params / task.teacher_spec.params,
              **{name: acc[name][spec.hash()] for name in names}} for kind, spec in chosen]
     table = "\n".join(lines)
