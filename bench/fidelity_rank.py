@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import bootstrap, kendalltau, spearmanr
 
 from ddc_env.arch import REMOVE, NetSpec, uniform_choices
 from ddc_env.paths import atomic_write_text
@@ -80,6 +81,13 @@ def reused_finals(task: Task, path: Path) -> tuple[list[tuple[str, NetSpec]], di
     return chosen, final
 
 
+def tau_interval(x: list[float], y: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95% percentile-bootstrap interval of Kendall's tau, resampling students (seeded)."""
+    res = bootstrap((x, y), lambda a, b: kendalltau(a, b).statistic, paired=True, vectorized=False,
+                    n_resamples=resamples, method="percentile", random_state=0)
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=SHARED)
@@ -88,6 +96,7 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=10, help="masked random students")
     parser.add_argument("--table", type=Path, help="a benchmark table whose zero-fidelity front adds searched students")
     parser.add_argument("--pareto", type=int, default=6, help="students taken from the table's front")
+    parser.add_argument("--max-flops", type=float, default=1.0, help="leave out students above this FLOPs ratio")
     parser.add_argument("--reuse", type=Path, help="a search_vs_baselines.py results.json whose students (and final "
                         "accuracies) to add")
     parser.add_argument("--candidate", action="append", default=[], metavar="JSON",
@@ -102,7 +111,8 @@ def main() -> None:
         extra, reused = reused_finals(task, args.reuse)
         hashes = {spec.hash() for _, spec in chosen}
         chosen += [(kind, spec) for kind, spec in extra if spec.hash() not in hashes]
-    chosen = list({spec.hash(): (kind, spec) for kind, spec in chosen}.values())
+    chosen = [(kind, spec) for kind, spec in {spec.hash(): (kind, spec) for kind, spec in chosen}.values()
+              if spec.flops <= args.max_flops * task.teacher_spec.flops]
     chosen.sort(key=lambda kind_spec: kind_spec[1].flops)
     store = ResultsStore(args.out / "results.sqlite")
     recipes: dict[str, Any] = {"zero": "zero", "fast": "fast"}
@@ -134,19 +144,23 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     names = list(recipes)
     hashes = [spec.hash() for _, spec in chosen]
-    lines = ["| fidelity | KD recipe | mean s per student | Kendall tau vs final | Spearman vs final |",
-             "|---|---|---|---|---|"]
     ref = "final" if "final" in recipes else "fast"
+    lines = [f"| fidelity | KD recipe | mean s per student | Kendall tau vs {ref} [95% CI] | Kendall tau vs fast | "
+             f"Spearman vs {ref} |", "|---|---|---|---|---|---|"]
     for name in names:
-        x, y = [acc[name][h] for h in hashes], [acc[ref][h] for h in hashes]
-        tau, rho = kendalltau(x, y).statistic, spearmanr(x, y).statistic
+        x, y, f = ([acc[n][h] for h in hashes] for n in (name, ref, "fast"))
+        low, high = tau_interval(x, y)
         mean_seconds = seconds[name] / max(1, trained[name])
-        lines.append(f"| {name} | `{json.dumps(recipes[name])}` | {mean_seconds:.1f} | {tau:.3f} | {rho:.3f} |")
+        lines.append(f"| {name} | `{json.dumps(recipes[name])}` | {mean_seconds:.1f} | "
+                     f"{kendalltau(x, y).statistic:.3f} [{low:.2f}, {high:.2f}] | {kendalltau(x, f).statistic:.3f} | "
+                     f"{spearmanr(x, y).statistic:.3f} |")
     rows = [{"kind": kind, "spec_hash": spec.hash(), "params_ratio": spec.params / task.teacher_spec.params,
+             "flops_ratio": spec.flops / task.teacher_spec.flops, "final_reused": spec.hash() in reused,
              **{name: acc[name][spec.hash()] for name in names}} for kind, spec in chosen]
     table = "\n".join(lines)
-    atomic_write_text(args.out / "results.json", json.dumps({"recipes": recipes, "rows": rows, "table": table},
-                                                           indent=1))
+    command = " ".join([".venv/bin/python bench/fidelity_rank.py", *sys.argv[1:]])
+    atomic_write_text(args.out / "results.json", json.dumps({"command": command, "recipes": recipes, "rows": rows,
+                                                            "table": table}, indent=1))
     print(table)
 
 
