@@ -157,6 +157,15 @@ def main() -> None:
     rows = [{"kind": kind, "spec_hash": spec.hash(), "params_ratio": spec.params / task.teacher_spec.params,
              "flops_ratio": spec.flops / task.teacher_spec.flops, "final_reused": spec.hash() in reused,
              **{name: acc[name][spec.hash()] for name in names}} for kind, spec in chosen]
+    lines += ["", "| students | n | units removed (mean) | params ratio (mean) | "
+              + " | ".join(f"{name} val (mean)" for name in names) + " |", "|---|---|---|---|" + "---|" * len(names)]
+    for kind in ("uniform", "random", "searched"):
+        group = [spec for k, spec in chosen if k == kind]
+        if group:
+            removed = sum(len(task.teacher_spec.units) - len(spec.units) for spec in group) / len(group)
+            params = sum(spec.params for spec in group) / len(group) / task.teacher_spec.params
+            means = " | ".join(f"{sum(acc[name][spec.hash()] for spec in group) / len(group):.4f}" for name in names)
+            lines.append(f"| {kind} | {len(group)} | {removed:.1f} | {params:.3f} | {means} |")
     table = "\n".join(lines)
     command = " ".join([".venv/bin/python bench/fidelity_rank.py", *sys.argv[1:]])
     atomic_write_text(args.out / "results.json", json.dumps({"command": command, "recipes": recipes, "rows": rows,
