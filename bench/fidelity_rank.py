@@ -9,7 +9,7 @@ same training code) are read from its results instead of trained again. Students
 evaluation goes through one results store (``--out/results.sqlite``), so a killed run continues where it stopped;
 the fidelities run in order (zero, fast, candidates, final) so cheap results come first.
 
-    .venv/bin/python bench/fidelity_rank.py --widths 0.25 0.5 0.6 0.7 --random 4 --pareto 7 \
+    .venv/bin/python bench/fidelity_rank.py --widths 0.25 0.3 0.4 0.5 0.6 0.7 --random 4 --pareto 7 --max-flops 0.5 \
         --table ddc_env/tables/resnet18_cifar10.json.gz --reuse bench/results/search_vs_baselines.json
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from scipy.stats import bootstrap, kendalltau, spearmanr
 
-from ddc_env.arch import REMOVE, NetSpec, uniform_choices
+from ddc_env.arch import NetSpec, choices_from_widths, uniform_choices
 from ddc_env.paths import atomic_write_text
 from ddc_env.scoring import CachedScorer, LiveScorer
 from ddc_env.store import ResultsStore
@@ -67,8 +67,7 @@ def reused_finals(task: Task, path: Path) -> tuple[list[tuple[str, NetSpec]], di
     for entry in results["seeds"].values():
         for row in entry["rows"]:
             if row["method"].startswith("searched"):
-                choices = {name: REMOVE if c == 0 else c for name, c in entry["choices"].items()}  # 0 = removed
-                kind, spec = "searched", task.student_spec(choices)
+                kind, spec = "searched", task.student_spec(choices_from_widths(entry["choices"]))
                 if spec.hash() != entry["twin_record"]["spec_hash"]:
                     raise ValueError(f"{path}: seed choices do not rebuild spec {entry['twin_record']['spec_hash']}")
             elif row["method"].startswith("uniform"):
@@ -106,13 +105,11 @@ def main() -> None:
     task = load_task(TaskConfig(model="resnet18", teacher=str(args.shared / "teachers" / "resnet18_cifar10jpeg.pt"),
                                 dataset="cifar10_jpeg", data_dir=str(args.shared / "data" / "cifar10_jpeg")))
     chosen = students(task, args.widths or task.width_choices[:-1], args.random, args.table, args.pareto)
-    reused: dict[str, float] = {}
-    if args.reuse is not None:
-        extra, reused = reused_finals(task, args.reuse)
-        hashes = {spec.hash() for _, spec in chosen}
-        chosen += [(kind, spec) for kind, spec in extra if spec.hash() not in hashes]
-    chosen = [(kind, spec) for kind, spec in {spec.hash(): (kind, spec) for kind, spec in chosen}.values()
-              if spec.flops <= args.max_flops * task.teacher_spec.flops]
+    extra, reused = reused_finals(task, args.reuse) if args.reuse is not None else ([], {})
+    unique: dict[str, tuple[str, NetSpec]] = {}
+    for kind, spec in chosen + extra:
+        unique.setdefault(spec.hash(), (kind, spec))
+    chosen = [(kind, spec) for kind, spec in unique.values() if spec.flops <= args.max_flops * task.teacher_spec.flops]
     chosen.sort(key=lambda kind_spec: kind_spec[1].flops)
     store = ResultsStore(args.out / "results.sqlite")
     recipes: dict[str, Any] = {"zero": "zero", "fast": "fast"}

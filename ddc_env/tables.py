@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .arch import REMOVE, NetSpec, uniform_choices
+from .arch import REMOVE, NetSpec, choices_from_widths, uniform_choices
 from .distill import Fidelity, make_fidelity
 from .latency import LatencyModel, LatencyProtocol
 from .models.checkpoints import sidecar_path
@@ -199,8 +199,7 @@ class BenchTable:
     def spec(self, spec_hash: str) -> NetSpec:
         """The student spec of a hash in the table."""
         widths = self.choices[spec_hash]
-        return self.task.student_spec({d.name: (REMOVE if w == 0.0 else w) for d, w in zip(self.task.decisions,
-                                                                                         widths)})
+        return self.task.student_spec(choices_from_widths({d.name: w for d, w in zip(self.task.decisions, widths)}))
 
     def latency_model(self) -> LatencyModel:
         """The latency table the rows were timed with (fixed: nothing is measured)."""

@@ -7,8 +7,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddc_env.arch import (REMOVE, ActionError, Block, Conv, GlobalPool, Keep, Linear, NetSpec, Pool, SpecError,
-                          apply_decisions, build, decision_table, inherit, recalibrate_batchnorm, round_channels,
-                          uniform_choices)
+                          apply_decisions, build, choices_from_widths, decision_table, inherit, recalibrate_batchnorm,
+                          round_channels, uniform_choices)
 from ddc_env.models import MODELS, lenet5, resnet18, vgg11
 
 SMALL = {  # zoo models at small input sizes keep the tests fast
@@ -160,6 +160,19 @@ def test_random_decisions_always_give_valid_inheritable_students(name):
         student = inherit(teacher, spec, student_spec).eval()
         assert sum(p.numel() for p in student.parameters()) == student_spec.params
         assert student(x).shape == (2, spec.num_classes)
+
+
+def test_recorded_widths_rebuild_the_same_student():
+    spec = MODELS["resnet18"](**SMALL["resnet18"])
+    rng = random.Random(1)
+    for _ in range(8):
+        choices = random_choices(spec, rng, kernels=True)
+        widths = {name: 0.0 if c == REMOVE else c.width if isinstance(c, Keep) else c for name, c in choices.items()}
+        kernel_1x1 = {name: isinstance(c, Keep) for name, c in choices.items()}
+        rebuilt = choices_from_widths(widths, kernel_1x1)
+        assert rebuilt == choices
+        assert apply_decisions(spec, rebuilt).hash() == apply_decisions(spec, choices).hash()
+    assert choices_from_widths({"a": 0.0, "b": 0.5}) == {"a": REMOVE, "b": 0.5}
 
 
 def test_resnet18_reaches_far_past_the_n2n_parameter_ceiling():

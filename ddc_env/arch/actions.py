@@ -218,6 +218,14 @@ def with_channels(spec: NetSpec, counts: Mapping[str, int]) -> NetSpec:
     return dataclasses.replace(spec, units=tuple(units))
 
 
+def choices_from_widths(widths: Mapping[str, float], kernel_1x1: Mapping[str, bool] | None = None
+                        ) -> dict[str, Choice]:
+    """Choices from their recorded form (an info's or a table's widths, 0.0 = removed; ``kernel_1x1`` marks
+    kernels shrunk to 1)."""
+    return {name: REMOVE if w == 0.0 else Keep(w, kernel=1) if (kernel_1x1 or {}).get(name) else w
+            for name, w in widths.items()}
+
+
 def uniform_choices(spec: NetSpec, width: float) -> dict[str, Choice]:
     """Every shrinkable decision at the same ``width`` (the uniform-width reference)."""
     return {d.name: width for d in decision_table(spec) if d.shrinkable}

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .. import registration
 from ..agents import AGENTS, get_agent
-from ..arch import REMOVE, Keep
+from ..arch import choices_from_widths
 from ..paths import atomic_write_text
 from ..validate import check_int, check_names, check_number
 from .backend import BackendOptions, add_backend_arguments, backend_flags, backend_given, backend_options
@@ -404,12 +404,6 @@ def run_benchmark(config: BenchmarkConfig | None, out: str | Path, *, resume: bo
 # ------------------------------------------------------------------------------------------- validation
 
 
-def _choices(widths: Mapping[str, float], kernel_1x1: Mapping[str, bool] | None) -> dict[str, Any]:
-    """The env's choices from an info's ``choices`` (widths, 0.0 = removed) and ``kernel_1x1``."""
-    return {name: REMOVE if w == 0.0 else Keep(w, kernel=1) if (kernel_1x1 or {}).get(name) else w
-            for name, w in widths.items()}
-
-
 def _number(text: str) -> float | None:
     return float(text) if text not in ("", None) else None
 
@@ -444,7 +438,7 @@ def validate_results(path: str | Path) -> dict[str, Any]:
             if key not in envs:
                 envs[key] = EnvFactory(env_id, kwargs)()
             env = envs[key].unwrapped
-            record = env.evaluate_choices(_choices(json.loads(row["choices"]),
+            record = env.evaluate_choices(choices_from_widths(json.loads(row["choices"]),
                                                    json.loads(row["kernel_1x1"] or "null")))
             problems = [f"spec hash {record['spec_hash']}" if record["spec_hash"] != row["spec_hash"] else ""]
             for name in ("reward", "val_acc"):
