@@ -299,6 +299,11 @@ class DDCEnv(gym.Env):
         self._setup(scorer, reward=cfg.reward, action_mode=cfg.action_mode, stages=cfg.stages,
                     masked_action=cfg.masked_action, seed=cfg.seed, render_mode=cfg.render_mode)
 
+    @staticmethod
+    def make_config(**kwargs: Any) -> EnvConfig:
+        """The checked config of these arguments (what :func:`ddc_env.registration.env_config` asks for)."""
+        return make_config(**kwargs)
+
     def _setup(self, scorer: Scorer, *, reward: Any, action_mode: str, stages: str, masked_action: str,
                seed: int | None, render_mode: str | None) -> None:
         """Everything but the configuration: the task's decisions, spaces, masks and observation rows."""

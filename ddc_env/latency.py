@@ -17,7 +17,6 @@ Timing a whole network once per process does not reproduce: on a shared 2-core m
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -39,7 +38,7 @@ from torch import nn
 from .arch.build import unit_module
 from .arch.spec import NetSpec, Unit
 from .paths import ddc_home
-from .train import torch_threads
+from .train import device_signature, torch_threads
 
 __all__ = ["PROTOCOL_VERSION", "LatencyModel", "LatencyProtocol", "PairedLatency", "device_signature",
            "measure_module", "measure_paired", "timing_copy", "unit_key"]
@@ -75,28 +74,6 @@ class LatencyProtocol:
             raise ValueError(f"latency unit_round_ms must be a positive number, got {self.unit_round_ms!r}")
         if torch.device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"latency device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-
-
-def device_signature(device: str = "cpu") -> str:
-    """What a latency measured on ``device`` depends on besides the network: the processor (or GPU) model, its
-    instruction set as torch uses it, and the torch version."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        name = torch.cuda.get_device_name(dev)
-    else:
-        name = _cpu_model()
-        name += f" [{torch.backends.cpu.get_cpu_capability()}]"
-    return f"{name} | torch {torch.__version__.split('+')[0]}"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def unit_key(unit: Unit, input_shape: tuple[int, ...]) -> str:

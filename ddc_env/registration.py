@@ -88,16 +88,10 @@ def env_config(env_id: str, kwargs: Mapping[str, Any]) -> Any:
     """The checked config ``gym.make(env_id, **kwargs)`` would build (an ``EnvConfig`` or a twin's
     ``BenchConfig``), without loading anything; a ValueError names a bad id or argument."""
     spec = _spec(env_id)
-    merged = {**spec.kwargs, **kwargs}
-    if spec.entry_point == ENTRY_POINT:
-        from .env import make_config
-
-        return make_config(**merged)
-    if spec.entry_point == TWIN_ENTRY_POINT:
-        from .twins import make_bench_config
-
-        return make_bench_config(**merged)
-    raise ValueError(f"{env_id!r} is not a DDC env")
+    if spec.entry_point not in (ENTRY_POINT, TWIN_ENTRY_POINT):
+        raise ValueError(f"{env_id!r} is not a DDC env")
+    env_class = gym.envs.registration.load_env_creator(spec.entry_point)  # by name, as gym.make does
+    return env_class.make_config(**{**spec.kwargs, **kwargs})
 
 
 register_envs()

@@ -36,13 +36,15 @@ from .distill import Fidelity, make_fidelity
 from .latency import LatencyModel, LatencyProtocol
 from .models.checkpoints import sidecar_path
 from .paths import atomic_writer
+from .registration import env_config
 from .scoring import CachedScorer, LiveScorer, Scorer
 from .store import ResultsStore
 from .task import Task, TaskConfig, load_task, width_of
+from .train import compute_signature
 from .validate import check_int
 
 __all__ = ["FORMAT", "ROW_FIELDS", "TABLES_DIR", "BenchTable", "TableError", "all_students", "build_table",
-           "covering_specs", "random_students", "sample_students", "students_for"]
+           "covering_specs", "live_task", "random_students", "sample_students", "students_for"]
 
 FORMAT = "ddc_env.table/1"
 TABLES_DIR = Path(__file__).resolve().parent / "tables"
@@ -150,6 +152,7 @@ class BenchTable:
     latency: dict[str, Any]  # {"describe": ..., "units": {unit key: ms}}
     choices: dict[str, list[float]]  # spec hash -> width per decision (0.0 = removed), in task.decisions order
     rows: list[dict[str, Any]]
+    path: Path | None = None  # the file it was read from
 
     @functools.cached_property
     def digest(self) -> str:
@@ -201,6 +204,34 @@ class BenchTable:
         widths = self.choices[spec_hash]
         return self.task.student_spec(choices_from_widths({d.name: w for d, w in zip(self.task.decisions, widths)}))
 
+    def fidelity_amp(self, fidelity: str) -> str:
+        """The ``amp`` setting of the fidelity the rows were trained at ("auto": bf16 where the CPU has it)."""
+        return self.meta["fidelities"][self.check_fidelity(fidelity)]["fidelity"].get("amp", "auto")
+
+    def compute(self, fidelity: str) -> dict[str, str] | None:
+        """The device signature and precision the rows of ``fidelity`` were trained with (None: not recorded)."""
+        precision = self.meta["fidelities"][self.check_fidelity(fidelity)].get("precision")
+        signature = self.meta.get("device_signature")
+        if precision is None or signature is None:
+            return None
+        return {"device_signature": signature, "precision": precision}
+
+    def same_compute(self, fidelity: str, device: str = "cpu") -> bool:
+        """Whether scoring a student live on ``device`` here reproduces the rows of ``fidelity`` bit for bit (same
+        processor, instruction set, torch and precision); elsewhere they agree within :meth:`seed_noise`."""
+        return self.compute(fidelity) == compute_signature(device, self.fidelity_amp(fidelity))
+
+    def seed_noise(self, fidelity: str, key: str = "val_acc") -> dict[str, float] | None:
+        """How far two training seeds of one student differ in ``key`` at ``fidelity``: mean, 95th percentile and
+        largest |difference| over the students with two ok rows (None when the fidelity has one seed)."""
+        diffs = sorted(abs(rows[0][key] - rows[1][key]) for (_, fid), rows in self._index.items()
+                       if fid == self.check_fidelity(fidelity) and len(rows) > 1
+                       and rows[0]["status"] == rows[1]["status"] == "ok")
+        if not diffs:
+            return None
+        return {"students": len(diffs), "mean": sum(diffs) / len(diffs),
+                "p95": diffs[min(len(diffs) - 1, int(0.95 * len(diffs)))], "max": diffs[-1]}
+
     def latency_model(self) -> LatencyModel:
         """The latency table the rows were timed with (fixed: nothing is measured)."""
         describe = self.latency["describe"]
@@ -246,7 +277,7 @@ def _load(name_or_path: str) -> BenchTable:
     columns = data["columns"]
     rows = [dict(zip(columns, values)) for values in data["rows"]]
     return BenchTable(data["name"], Task.from_dict(data["task"]), data["meta"], data["latency"], data["choices"],
-                      rows)
+                      rows, path)
 
 
 # ------------------------------------------------------------------------------------------------ build
@@ -345,9 +376,11 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
     all_specs = [spec for pairs in students.values() for _, spec in pairs] + covering_specs(task)
     latency = LatencyModel(protocol)
     table_meta = {**(meta or {}), "threads": threads, "device": device, "build_seconds": time.perf_counter() - start,
+                  "device_signature": compute_signature(device)["device_signature"],
                   "default_fidelity": next(iter(fidelities)),
                   "fidelities": {fid: {"seeds": list(seeds),
                                        "fidelity": dataclasses.asdict(make_fidelity(fid)),
+                                       "precision": compute_signature(device, make_fidelity(fid).amp)["precision"],
                                        "teacher": teachers[fid]} for fid, seeds in fidelities.items()}}
     table = BenchTable(name, dataclasses.replace(task, teacher=None, data=None), table_meta,
                        {"describe": latency.describe(), "units": latency.entries(all_specs)}, choices_of, rows)
@@ -358,6 +391,20 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
         shutil.copyfile(teacher.path, target)
         shutil.copyfile(sidecar_path(teacher.path), sidecar_path(target))
     return table
+
+
+def live_task(table: BenchTable, *, progress: bool = False) -> Task:
+    """The live task a table was built from (its env's arguments; the teacher shipped beside the table, if any), for
+    scoring its students for real; a TableError when it is not the table's task (another teacher or data)."""
+    kwargs = dict(table.meta.get("env_kwargs", {}))
+    shipped = table.path.with_name(table.path.name.removesuffix(".json.gz") + ".teacher.pt") if table.path else None
+    if shipped is not None and shipped.is_file():
+        kwargs["teacher"] = str(shipped)
+    task = load_task(env_config(table.meta["env_id"], kwargs).task_config(), progress=progress)
+    if task.key() != table.task.key():
+        raise TableError(f"the live task of table {table.name!r} is not the one the table was built on (another "
+                         f"teacher, data or decisions): {task.name}")
+    return task
 
 
 def _score_on_pool(scorer: Scorer, specs: Sequence[NetSpec], job: _Job, bar: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -43,6 +44,28 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+def device_signature(device: str = "cpu") -> str:
+    """What a latency measured on ``device`` depends on besides the network: the processor (or GPU) model, its
+    instruction set as torch uses it, and the torch version."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = _cpu_model()
+        name += f" [{torch.backends.cpu.get_cpu_capability()}]"
+    return f"{name} | torch {torch.__version__.split('+')[0]}"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 @dataclass(frozen=True)
 class Precision:
     """Autocast dtype (None = fp32) and memory format for a device."""
@@ -62,6 +85,11 @@ class Precision:
         cl = (dtype is not None) if channels_last == "auto" else bool(channels_last)
         return cls(dtype, cl)
 
+    @property
+    def name(self) -> str:
+        """"bf16", "fp16" or "fp32": the dtype training computes in."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "fp32")
+
     def autocast(self, device: torch.device):
         if self.amp_dtype is None:
             return nullcontext()
@@ -72,6 +100,14 @@ class Precision:
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+
+def compute_signature(device: str | torch.device = "cpu", amp: str = "auto") -> dict[str, str]:
+    """What a trained student's exact numbers depend on besides its seed, data and thread count: the device signature
+    (processor model, instruction set as torch uses it, torch version) and the precision training runs in there.
+    Records made under equal signatures are bit-identical; under different ones they agree within seed noise."""
+    dev = resolve_device(device)
+    return {"device_signature": device_signature(str(dev)), "precision": Precision.for_device(dev, amp).name}
 
 
 @dataclass(frozen=True)

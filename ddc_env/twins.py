@@ -105,6 +105,11 @@ class DDCBenchEnv(DDCEnv):
         self._setup(make_twin_scorer(cfg), reward=cfg.reward, action_mode=cfg.action_mode, stages=cfg.stages,
                     masked_action=cfg.masked_action, seed=cfg.seed, render_mode=cfg.render_mode)
 
+    @staticmethod
+    def make_config(**kwargs: Any) -> BenchConfig:
+        """The checked config of these arguments (what :func:`ddc_env.registration.env_config` asks for)."""
+        return make_bench_config(**kwargs)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         out = super().reset(seed=seed, options=options)

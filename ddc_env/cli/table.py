@@ -93,13 +93,14 @@ def describe(table: BenchTable) -> str:
                 f"{len(rows) - len(ok)} not ok; val acc {min(r['val_acc'] for r in ok):.4f}-"
                 f"{max(r['val_acc'] for r in ok):.4f} (teacher {teacher['val_acc']:.4f}); mean live evaluation "
                 f"{statistics.fmean(r['eval_seconds'] for r in rows):.2f} s")
-        by_student: dict[str, list[float]] = defaultdict(list)
-        for r in ok:
-            by_student[r["spec_hash"]].append(r["val_acc"])
-        spreads = [max(v) - min(v) for v in by_student.values() if len(v) > 1]
-        if spreads:
-            line += (f"; seed noise: mean |acc difference| {statistics.fmean(spreads):.4f}, max "
-                     f"{max(spreads):.4f}")
+        noise = table.seed_noise(fidelity)
+        if noise:
+            line += (f"; seed noise: mean |acc difference| {noise['mean']:.4f}, 95th percentile {noise['p95']:.4f}, "
+                     f"max {noise['max']:.4f}")
+        compute = table.compute(fidelity)
+        line += (f"; trained on {compute['device_signature']} in {compute['precision']}"
+                 f"{' (as here: rows reproduce bit for bit)' if table.same_compute(fidelity) else ''}"
+                 if compute else "; machine not recorded")
         lines.append(line)
     lines += _rank_agreement(table)
     return "\n".join(lines)
