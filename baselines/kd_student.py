@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ddc_env.arch import NetSpec, apply_decisions, build, uniform_choices
-from ddc_env.models.builders import MODELS, ddc_small_vgg, get_model_spec
+from ddc_env.models import MODELS, ddc_small_vgg, get_model_spec
 from ddc_env.validate import check_bool, check_choice, check_int, check_number, check_numbers
 
 from .common import Context

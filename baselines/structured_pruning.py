@@ -30,8 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ddc_env.arch import (Block, Conv, Linear, NetSpec, channel_counts, inherit, l1_importance, stream_groups,
-                          with_channels)
+from ddc_env.arch import NetSpec, channel_counts, channel_spaces, inherit, inner_key, l1_importance, with_channels
 from ddc_env.distill import distillation_loss
 from ddc_env.train import chunks
 from ddc_env.validate import check_choice, check_int, check_number
@@ -73,7 +72,7 @@ class Kwargs:
 def taylor_importance(net: nn.Module, spec: NetSpec, ctx: Context, n_images: int) -> dict[str, torch.Tensor]:
     """Molchanov's first-order Taylor criterion per channel space, on the KD loss over ``n_images`` of the
     cached first augmentation view."""
-    groups, classifier = stream_groups(spec), spec.units[-1].name
+    writes, spaces = channel_spaces(spec).writes, channel_counts(spec)  # the classifier's rows are no space
     scores: dict[tuple[str, str], torch.Tensor] = {}  # (space, layer) -> summed |mean_hw(a * g)|
     handles = []
 
@@ -88,14 +87,11 @@ def taylor_importance(net: nn.Module, spec: NetSpec, ctx: Context, n_images: int
         handles.append(module.register_forward_hook(forward_hook))
 
     for u in spec.units:
-        module = net.unit(u.name)
-        if isinstance(u, (Conv, Block)):
-            watch(groups[u.name], u.name, module)
-            if isinstance(u, Block):  # a*g before the ReLU equals a*g after it (the ReLU zeroes both alike)
-                for bn in ("bn1", "bn2") if u.bottleneck else ("bn1",):
-                    watch(u.name + "/mid", f"{u.name}.{bn}", getattr(module, bn))
-        elif isinstance(u, Linear) and u.name != classifier:
-            watch(u.name, u.name, module)
+        for part, modules in u.activation_points(net.unit(u.name)).items():
+            space = writes[u.name] if part == "" else inner_key(u.name, part)
+            if space in spaces:
+                for i, module in enumerate(modules):
+                    watch(space, f"{u.name}[{part}:{i}]", module)
 
     images, teacher_logits = ctx.distiller.teacher_views()
     n = min(n_images, images.shape[1])

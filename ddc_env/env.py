@@ -28,7 +28,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .arch import N2N_WIDTHS, Block, Choice, Conv, Decision, Keep, Linear, NetSpec
+from .arch import N2N_WIDTHS, Choice, Decision, NetSpec
+from .arch.codec import width_of
 from .calibration import calibrated
 from .distill import Fidelity, make_fidelity
 from .latency import LatencyProtocol
@@ -37,7 +38,7 @@ from .models.teacher import TeacherRecipe
 from .rewards import RewardFn, make_env_reward
 from .scoring import CachedScorer, LiveScorer, Scorer
 from .scoring.live import LATENCY_MODES
-from .task import Task, TaskConfig, load_task, width_of
+from .task import Task, TaskConfig, load_task
 from .validate import check_choice, check_int, check_names
 
 ACTION_MODES = ("sequential", "one_shot")
@@ -244,9 +245,10 @@ class DDCEnv(gym.Env):
     ``latency_ratio``, ``spec`` (the student's JSON), ``spec_hash``, ``eval_seconds`` (what the evaluation
     took), ``simulated_seconds`` (what this step cost a search: ``eval_seconds``, or 0 on a cache hit),
     ``train_seconds``, ``cache_hit``, ``fidelity``, plus ``reward``, ``choices`` (decision name -> the width
-    kept, 0.0 for a removed unit), ``masked_actions`` and, with ``kernel_shrink=True``, ``kernel_1x1`` (decision
-    name -> whether its kernel was shrunk). Every info key keeps one type across episodes, so gymnasium's vector
-    envs can batch the infos.
+    kept, 0.0 for a removed unit), ``choice_tokens`` (decision name -> the choice's lossless text form, e.g.
+    ``"remove"``, ``"0.5"``, ``"0.5:kernel_1x1"``: ``task.codec.decode`` rebuilds the exact student) and
+    ``masked_actions``. Every info key keeps one type across episodes, so gymnasium's vector envs can batch the
+    infos.
 
     ## Arguments
 
@@ -335,19 +337,15 @@ class DDCEnv(gym.Env):
     def _precompute(self) -> None:
         """Masks, nearest allowed actions, observation rows and per-action param savings of every decision, so a
         step is array ops."""
-        spec, task = self.teacher_spec, self.task
+        spec, task, codec = self.teacher_spec, self.task, self.task.codec
         rows = {r.unit.name: r for r in spec.shapes()}
         teacher_params = spec.params
         base_params = task.student_spec({}).params  # the class subset's classifier alone already saves a little
         n, k = len(self.decisions), len(task.width_choices)
-        joint = np.array([task.allowed(d) for d in self.decisions], dtype=bool)
-        keep_only = np.zeros_like(joint)
-        keep_only[:, 0], keep_only[:, k] = joint[:, 0], True  # remove or keep at width 1.0
-        shrink = joint.copy()
-        shrink[:, 0] = False
-        self._masks = {"joint": joint, "removal": keep_only, "shrink": shrink}
+        self._masks = codec.masks(self.decisions)
+        joint = self._masks["joint"]
         self._mask_lists = {name: m.tolist() for name, m in self._masks.items()}  # fast scalar lookups
-        self._nearest = {name: [[self._nearest_allowed(m[j], a, name) for a in range(m.shape[1])] for j in range(n)]
+        self._nearest = {name: [[codec.nearest(m[j], a, name) for a in range(m.shape[1])] for j in range(n)]
                          for name, m in self._masks.items()}
 
         savings = np.zeros(joint.shape)
@@ -363,20 +361,21 @@ class DDCEnv(gym.Env):
         height = spec.input_size[0]
         for j, d in enumerate(self.decisions):
             row, unit = rows[d.unit], spec.unit(d.unit)
-            kind = "stage" if d.kind == "stage" else {Conv: "conv", Block: "block", Linear: "linear"}[type(unit)]
+            kind = "stage" if d.kind == "stage" else unit.obs_kind
             share = sum(rows[m].params for m in (d.members or (d.unit,))) / teacher_params
             self._shares.append(share)
             f = feats[j]
-            f[_F[f"is_{kind}"]] = 1.0
-            if not isinstance(unit, Linear):
-                f[_F["kernel"]], f[_F["stride"]] = unit.kernel / 7, unit.stride / 2
+            if kind:
+                f[_F[f"is_{kind}"]] = 1.0
+            for name, value in unit.obs_features().items():
+                f[_F[name]] = value
             f[_F["log_channels"]] = math.log2(d.channels) / 12
             f[_F["log_in_channels"]] = math.log2(row.inp[0]) / 12
             f[_F["spatial"]] = (row.out[1] if len(row.out) == 3 else 1) / height
             f[_F["position"]] = j / (n - 1) if n > 1 else 0.0
             f[_F["removable"]] = joint[j, 0]
             f[_F["shrinkable"]] = joint[j, 1:k].any()
-            f[_F["kernel_shrinkable"]] = joint[j, k + 1:].any()
+            f[_F["kernel_shrinkable"]] = codec.offers_form(d, "kernel_1x1")
             f[_F["param_share"]] = share
         feats[:, _F["params_kept"]] = self._start_kept
         feats[:, _F["prev_width"]] = 1.0
@@ -386,19 +385,7 @@ class DDCEnv(gym.Env):
         self._rows = {"removal": feats, "joint": feats, "shrink": shrink_rows}
         self._flat_obs = feats.reshape(-1).copy()
         self._removal_plan = [j for j in range(n) if joint[j, 0]]
-        self._shrink_candidates = [j for j in range(n) if shrink[j].sum() > 1]
-
-    def _nearest_allowed(self, mask: np.ndarray, a: int, pass_name: str) -> int:
-        """The allowed action closest to ``a`` (see the class docstring, Action Space)."""
-        if mask[a]:
-            return a
-        keep = len(self.task.width_choices)  # "keep at width 1.0", always allowed
-        if pass_name == "removal":
-            return keep  # a width asked in the removal pass means "keep": widths come in the shrink pass
-        kernel = isinstance(self.action_choices[a], Keep)
-        return min(np.flatnonzero(mask), key=lambda c: (abs(self._action_width[c] - self._action_width[a]),
-                                                        isinstance(self.action_choices[c], Keep) != kernel,
-                                                        -self._action_width[c]))
+        self._shrink_candidates = [j for j in range(n) if self._masks["shrink"][j].sum() > 1]
 
     def student_spec(self, choices: Mapping[str, Choice]) -> NetSpec:
         """The student spec of ``choices`` (decision name -> "remove" | width | Keep) under the task's channel
@@ -448,14 +435,9 @@ class DDCEnv(gym.Env):
         return self._pass
 
     def action_of(self, choice: Choice) -> int:
-        """The action index of a choice: "remove", a width of ``width_choices`` or ``Keep(width, kernel=1)``."""
-        if isinstance(choice, Keep) and choice.kernel is None:
-            choice = choice.width
-        if not isinstance(choice, (str, Keep)):
-            choice = float(choice)
-        if choice not in self.action_choices:
-            raise ValueError(f"{choice!r} is not an action of this env; actions: {list(self.action_choices)}")
-        return self.action_choices.index(choice)
+        """The action index of a choice: "remove", a width of ``width_choices`` or a ``Keep`` (e.g.
+        ``Keep(width, kernel=1)``)."""
+        return self.task.codec.index(choice)
 
     def action_masks(self) -> np.ndarray:
         """Allowed actions of the current step (one-shot: all decisions' masks concatenated)."""
@@ -463,7 +445,7 @@ class DDCEnv(gym.Env):
             return self._masks["joint"].reshape(-1).copy()
         if self._done:  # nothing left to decide: offer only "keep at width 1.0", so a mask is never empty
             mask = np.zeros(len(self.action_choices), dtype=bool)
-            mask[len(self.task.width_choices)] = True
+            mask[self.task.codec.keep_action] = True
             return mask
         return self._masks[self._pass][self._plan[self._pos]].copy()
 
@@ -582,9 +564,7 @@ class DDCEnv(gym.Env):
             a = int(action)
             if 0 <= a < len(self.action_choices):
                 return a
-        raise ValueError(f"action must be an integer in [0, {len(self.action_choices)}) (0 = remove, then "
-                         f"widths {list(self.task.width_choices)}"
-                         f"{', then the same widths with 1x1 kernels' if self.task.kernel_shrink else ''}); "
+        raise ValueError(f"action must be an integer in [0, {len(self.action_choices)}) ({self.task.codec.layout()}); "
                          f"got {action!r}")
 
     def _masked_reason(self, j: int, a: int) -> str:
@@ -593,9 +573,7 @@ class DDCEnv(gym.Env):
                 f"{self._pass} pass; allowed: {allowed}")
 
     def _label(self, a: int) -> str:
-        choice = self.action_choices[a]
-        return choice if isinstance(choice, str) else (
-            f"width {choice.width:g}, 1x1 kernel" if isinstance(choice, Keep) else f"width {choice:g}")
+        return self.task.codec.label(a)
 
     def _observation(self) -> np.ndarray:
         if self._one_shot:
@@ -670,11 +648,10 @@ class DDCEnv(gym.Env):
              ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         # every choice as a float width (0.0 = removed), so each info key keeps one type across episodes and
         # gymnasium's vector envs can batch the infos
-        widths = {d.name: 1.0 for d in self.decisions}
-        widths.update({name: width_of(c) for name, c in choices.items()})
-        info = {**record, "reward": reward, "choices": widths, "masked_actions": self._masked}
-        if self.task.kernel_shrink:
-            info["kernel_1x1"] = {d.name: isinstance(choices.get(d.name), Keep) for d in self.decisions}
+        full = {d.name: 1.0 for d in self.decisions}
+        full.update(choices)
+        info = {**record, "reward": reward, "choices": {name: width_of(c) for name, c in full.items()},
+                "choice_tokens": self.task.codec.encode(full), "masked_actions": self._masked}
         self._done, self._last = True, info
         self._episodes += 1
         return self._terminal_observation(), reward, True, False, copy.deepcopy(info)

@@ -78,9 +78,8 @@ class LatencyProtocol:
 
 def unit_key(unit: Unit, input_shape: tuple[int, ...]) -> str:
     """The cache key of a unit on a per-sample input shape: its type and fields without its name."""
-    fields = {k: v for k, v in dataclasses.asdict(unit).items() if k != "name"}
-    return json.dumps({"type": unit.type, **fields, "input": list(input_shape)}, sort_keys=True,
-                      separators=(",", ":"))
+    fields = {k: v for k, v in unit.to_dict().items() if k != "name"}
+    return json.dumps({**fields, "input": list(input_shape)}, sort_keys=True, separators=(",", ":"))
 
 
 def _sync(device: torch.device) -> None:

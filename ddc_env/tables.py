@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .arch import REMOVE, NetSpec, choices_from_widths, uniform_choices
+from .arch import REMOVE, Choice, NetSpec, uniform_choices
 from .distill import Fidelity, make_fidelity
 from .latency import LatencyModel, LatencyProtocol
 from .models.checkpoints import sidecar_path
@@ -39,14 +39,15 @@ from .paths import atomic_writer
 from .registration import env_config
 from .scoring import CachedScorer, LiveScorer, Scorer
 from .store import ResultsStore
-from .task import Task, TaskConfig, load_task, width_of
+from .task import Task, TaskConfig, load_task
 from .train import compute_signature
 from .validate import check_int
 
 __all__ = ["FORMAT", "ROW_FIELDS", "TABLES_DIR", "BenchTable", "TableError", "all_students", "build_table",
            "covering_specs", "live_task", "random_students", "sample_students", "students_for"]
 
-FORMAT = "ddc_env.table/1"
+FORMAT = "ddc_env.table/2"  # /2 records choices as the codec's tokens; /1 (widths, 0.0 = removed) still loads
+READABLE_FORMATS = ("ddc_env.table/1", FORMAT)
 TABLES_DIR = Path(__file__).resolve().parent / "tables"
 ROW_FIELDS = ("spec_hash", "fidelity", "seed", "status", "val_acc", "params", "flops", "size_bytes", "latency_ms",
               "eval_seconds", "train_seconds", "train_images_per_second", "final_loss")
@@ -150,7 +151,7 @@ class BenchTable:
     task: Task
     meta: dict[str, Any]  # env id and arguments, the build command, threads, the fidelities and their teachers
     latency: dict[str, Any]  # {"describe": ..., "units": {unit key: ms}}
-    choices: dict[str, list[float]]  # spec hash -> width per decision (0.0 = removed), in task.decisions order
+    choices: dict[str, list[str | float]]  # spec hash -> recorded choice per decision, in task.decisions order
     rows: list[dict[str, Any]]
     path: Path | None = None  # the file it was read from
 
@@ -199,10 +200,14 @@ class BenchTable:
         seen = dict.fromkeys(r["spec_hash"] for r in self.rows if fidelity is None or r["fidelity"] == fidelity)
         return list(seen)
 
+    def student_choices(self, spec_hash: str) -> dict[str, Choice]:
+        """The choices of a student in the table (decision name -> choice)."""
+        recorded = self.choices[spec_hash]
+        return self.task.codec.decode({d.name: r for d, r in zip(self.task.decisions, recorded)})
+
     def spec(self, spec_hash: str) -> NetSpec:
         """The student spec of a hash in the table."""
-        widths = self.choices[spec_hash]
-        return self.task.student_spec(choices_from_widths({d.name: w for d, w in zip(self.task.decisions, widths)}))
+        return self.task.student_spec(self.student_choices(spec_hash))
 
     def fidelity_amp(self, fidelity: str) -> str:
         """The ``amp`` setting of the fidelity the rows were trained at ("auto": bf16 where the CPU has it)."""
@@ -272,8 +277,8 @@ def _load(name_or_path: str) -> BenchTable:
         data = json.loads(gzip.decompress(path.read_bytes()))
     except (OSError, ValueError) as e:
         raise TableError(f"{path} is not a benchmark table (gzip JSON): {e}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise TableError(f"{path} is not a {FORMAT} benchmark table")
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
+        raise TableError(f"{path} is not a benchmark table (formats {', '.join(READABLE_FORMATS)})")
     columns = data["columns"]
     rows = [dict(zip(columns, values)) for values in data["rows"]]
     return BenchTable(data["name"], Task.from_dict(data["task"]), data["meta"], data["latency"], data["choices"],
@@ -372,7 +377,8 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
                 raise TableError(f"the build of {name!r} is missing {label} for student {spec.hash()}")
             rows.append({**{k: record.get(k) for k in ROW_FIELDS}, "fidelity": fidelity.name,
                          "seed": fidelity.seed})
-            choices_of.setdefault(spec.hash(), [width_of(choices.get(d.name, 1.0)) for d in task.decisions])
+            choices_of.setdefault(spec.hash(), list(task.codec.encode({d.name: choices.get(d.name, 1.0)
+                                                                       for d in task.decisions}).values()))
     all_specs = [spec for pairs in students.values() for _, spec in pairs] + covering_specs(task)
     latency = LatencyModel(protocol)
     table_meta = {**(meta or {}), "threads": threads, "device": device, "build_seconds": time.perf_counter() - start,

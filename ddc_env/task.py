@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .arch import N2N_WIDTHS, REMOVE, Choice, Decision, Keep, NetSpec, apply_decisions, decision_table
+from .arch import N2N_WIDTHS, ActionCodec, Choice, Decision, NetSpec, apply_decisions, decision_table
 from .data import DataBundle, DataConfig, load_data
-from .models.builders import MODELS, get_model_spec
+from .models.registry import MODELS, get_model_spec
 from .models.checkpoints import TeacherCheckpoint, load_teacher
 from .models.teacher import (TeacherRecipe, estimate_training_seconds, find_teacher, min_training_seconds,
                              train_teacher)
@@ -172,31 +172,29 @@ class Task:
 
     # -- decisions -----------------------------------------------------------------------------------------
     @cached_property
+    def codec(self) -> ActionCodec:
+        """The action layout: index <-> choice, masks, labels, the recorded form of choices."""
+        return ActionCodec(self.width_choices, (("kernel_1x1", None),) if self.kernel_shrink else ())
+
+    @property
     def action_choices(self) -> tuple[Choice, ...]:
         """Action index -> choice: "remove", then each width, then (``kernel_shrink``) each width with a 1x1
         kernel."""
-        widths = self.width_choices
-        return (REMOVE, *widths, *((Keep(w, kernel=1) for w in widths) if self.kernel_shrink else ()))
+        return self.codec.choices
 
-    @cached_property
+    @property
     def action_widths(self) -> tuple[float, ...]:
         """Action index -> the width it keeps (0.0 for "remove")."""
-        return tuple(width_of(c) for c in self.action_choices)
+        return self.codec.widths
 
     @cached_property
     def decisions(self) -> tuple[Decision, ...]:
         """The teacher's decisions that offer anything besides keeping the unit as it is, in network order."""
-        return tuple(d for d in decision_table(self.teacher_spec) if self._offers(d))
-
-    def _offers(self, d: Decision) -> bool:
-        return d.removable or (d.shrinkable and self.width_choices[0] < 1.0) or (
-            self.kernel_shrink and d.kernel_shrinkable)
+        return tuple(d for d in decision_table(self.teacher_spec) if sum(self.codec.allowed(d)) > 1)
 
     def allowed(self, d: Decision) -> list[bool]:
         """Which action indices decision ``d`` allows."""
-        keep = [w == 1.0 or d.shrinkable for w in self.width_choices]
-        kernel = [k and d.kernel_shrinkable for k in keep] if self.kernel_shrink else []
-        return [d.removable, *keep, *kernel]
+        return self.codec.allowed(d)
 
     def student_spec(self, choices: Mapping[str, Choice]) -> NetSpec:
         """The student spec of ``choices`` (decision name -> "remove" | width | Keep; unlisted = kept at 1.0)
@@ -253,11 +251,6 @@ class Task:
         d.pop("facts")
         d.pop("name")
         return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def width_of(choice: Choice) -> float:
-    """The width a choice keeps: 0.0 for a removal."""
-    return 0.0 if choice == REMOVE else float(choice.width if isinstance(choice, Keep) else choice)
 
 
 # ----------------------------------------------------------------------------------------- live tasks

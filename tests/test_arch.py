@@ -10,6 +10,7 @@ from ddc_env.arch import (REMOVE, ActionError, Block, Conv, GlobalPool, Keep, Li
                           apply_decisions, build, choices_from_widths, decision_table, inherit, recalibrate_batchnorm,
                           round_channels, uniform_choices)
 from ddc_env.models import MODELS, lenet5, resnet18, vgg11
+from nets import randomise_bn
 
 SMALL = {  # zoo models at small input sizes keep the tests fast
     "resnet18": dict(input_size=(16, 16)),
@@ -21,18 +22,6 @@ SMALL = {  # zoo models at small input sizes keep the tests fast
     "vgg19": dict(input_size=(32, 32)),
     "lenet5": dict(),
 }
-
-
-def randomise_bn(net: nn.Module) -> None:
-    """Give every BatchNorm non-trivial statistics and affine parameters, so slicing errors show."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
 def random_choices(spec: NetSpec, rng: random.Random, kernels: bool = False) -> dict:

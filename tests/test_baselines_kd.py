@@ -14,7 +14,7 @@ from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import Conv, GlobalPool, Linear, NetSpec, Pool, apply_decisions, build, uniform_choices
 from ddc_env.data import normalize
 from ddc_env.models import MODELS, lenet5
-from ddc_env.models.builders import ddc_small_vgg
+from ddc_env.models import ddc_small_vgg
 from ddc_env.store import ResultsStore
 from ddc_env.train import predict
 

@@ -64,6 +64,19 @@ def test_a_built_table_reads_back_and_a_rebuild_trains_nothing(synth_table, monk
     assert calls == [] and BenchTable.load(root / "again.json.gz").rows == loaded.rows
 
 
+def test_a_table_with_kernel_shrink_rebuilds_every_row_to_its_recorded_hash(synth_teacher, synth_dir, tmp_path):
+    config = TaskConfig(model="lenet5", teacher=str(synth_teacher.path), dataset="synth", data_dir=str(synth_dir),
+                        channel_round=2, min_channels=2, kernel_shrink=True, max_val=64)
+    task = load_task(config, progress=False)
+    students = sample_students(task, 24)
+    assert any(":kernel_1x1" in t for choices, _ in students for t in task.codec.encode(choices).values())
+    build_table("kernels", config, {"zero": [0]}, {"zero": students}, tmp_path / "kernels.json.gz",
+                store=tmp_path / "store.sqlite", protocol=LatencyProtocol(batch_size=8), progress=False)
+    table = BenchTable.load(tmp_path / "kernels.json.gz")
+    assert len(table.spec_hashes()) == 24
+    assert all(table.spec(h).hash() == h for h in table.spec_hashes())
+
+
 def test_table_scorer_seeds_noise_and_missing_students(synth_table):
     root, _, task, students, _ = synth_table
     table = BenchTable.load(root / "synth.json.gz")

@@ -1,10 +1,11 @@
 """Initialise a student from its teacher's weights, and re-estimate BatchNorm statistics afterwards.
 
 Kept output channels are the teacher's filters with the largest L1 norm (kept in their original order);
-input channels follow the producer's choice. All units writing one residual stream share one channel set,
-ranked by the summed L1 norm of every filter that writes it. When a unit's producer was removed, its input
-channels no longer correspond to the teacher's: the consumer keeps its input slices of largest L1 norm
-(zero-filled when the new producer is wider), and KD training adapts the rest.
+input channels follow the producer's choice. All units writing one channel space (a residual stream, a depthwise
+conv and its producer) share one channel set, ranked by the summed L1 norm of every filter that writes it. When a
+unit's producer was removed, its input channels no longer correspond to the teacher's: the consumer keeps its input
+slices of largest L1 norm (zero-filled when the new producer is wider), and KD training adapts the rest. What each
+unit copies is its kind's business (:meth:`~ddc_env.arch.units.Unit.inherit`).
 """
 from __future__ import annotations
 
@@ -13,113 +14,46 @@ from collections.abc import Collection, Iterable, Mapping
 import torch
 from torch import nn
 
-from .actions import stream_groups
-from .build import BlockUnit, ConvUnit, LinearUnit, Net, build
-from .spec import Block, Conv, Flatten, Linear, NetSpec
+from .build import Net, build
+from .channels import INPUT, channel_spaces, inner_key
+from .spec import NetSpec
+from .units import Ports
+from .units.base import select_inputs, top_channels
 
-INPUT = "<input>"
-
-
-def _l1_out(w: torch.Tensor) -> torch.Tensor:
-    """L1 norm of each output filter (dim 0) of a weight tensor."""
-    return w.detach().abs().flatten(1).sum(1)
-
-
-def _top(importance: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of the ``n`` most important entries, in ascending index order."""
-    if n >= importance.numel():
-        return torch.arange(importance.numel())
-    return torch.topk(importance, n).indices.sort().values
+__all__ = ["INPUT", "inherit", "l1_importance", "recalibrate_batchnorm", "stale_batchnorms"]
 
 
 def l1_importance(net: Net, spec: NetSpec) -> dict[str, torch.Tensor]:
-    """L1 norm of every output channel per channel space of ``net`` (built from ``spec``): stream heads (summed
-    over every filter writing the shared stream), '<block>/mid' and Linear names."""
-    groups = stream_groups(spec)
+    """L1 norm of every output channel per channel space of ``net`` (built from ``spec``): spaces by the unit
+    starting them (summed over every unit writing a shared space), inner spaces (``'<block>/mid'``), and the
+    classifier's rows."""
+    writes = channel_spaces(spec).writes
     importance: dict[str, torch.Tensor] = {}
     for u in spec.units:
-        m = net.unit(u.name)
-        if isinstance(u, Conv):
-            imp = _l1_out(m.conv.weight)
-        elif isinstance(u, Block):
-            imp = _l1_out((m.conv3 if u.bottleneck else m.conv2).weight)
-            if m.downsample is not None:
-                imp = imp + _l1_out(m.downsample[0].weight)
-            importance[u.name + "/mid"] = _l1_out(m.conv1.weight)
-        elif isinstance(u, Linear):
-            importance[u.name] = _l1_out(m.fc.weight)
-            continue
-        else:
-            continue
-        head = groups[u.name]
-        importance[head] = importance[head] + imp if head in importance else imp
+        for part, scores in u.importance(net.unit(u.name)).items():
+            key = writes[u.name] if part == "" else inner_key(u.name, part)
+            importance[key] = importance[key] + scores if key in importance else scores
     return importance
 
 
 def _kept_channels(teacher: Net, tspec: NetSpec, sspec: NetSpec, class_indices: tuple[int, ...] | None,
                    importance: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """Kept teacher indices per channel space: stream heads, '<block>/mid', Linear names."""
-    groups = stream_groups(tspec)
+    """Kept teacher indices per channel space of the student."""
+    t_writes, s_writes = channel_spaces(tspec).writes, channel_spaces(sspec).writes
     importance = {**l1_importance(teacher, tspec), **(importance or {})}
-    kept: dict[str, torch.Tensor] = {}
+    classifier = tspec.units[-1].name
+    kept: dict[str, torch.Tensor] = {INPUT: torch.arange(tspec.in_channels)}
     for u in sspec.units:
-        if isinstance(u, (Conv, Block)):
-            kept[groups[u.name]] = _top(importance[groups[u.name]], u.out_channels)
-            if isinstance(u, Block):
-                kept[u.name + "/mid"] = _top(importance[u.name + "/mid"], u.mid_channels)
-        elif isinstance(u, Linear):
-            if u.name == tspec.units[-1].name and class_indices is not None:
-                kept[u.name] = torch.tensor(class_indices, dtype=torch.long)
-            else:
-                kept[u.name] = _top(importance[u.name], u.out_features)
+        if u.name in s_writes:
+            space = t_writes[u.name]  # decided once, by the unit that starts it (the input: all its channels)
+            if space == classifier and class_indices is not None:
+                kept[space] = torch.tensor(class_indices, dtype=torch.long)
+            elif space not in kept:  # in the order that unit writes it
+                kept[space] = u.output_order(top_channels(importance[space], u.width), teacher.unit(u.name))
+        for inner in u.inner_spaces:
+            key = inner_key(u.name, inner)
+            kept[key] = top_channels(importance[key], u.inner_width(inner))
     return kept
-
-
-def _input_spaces(spec: NetSpec) -> dict[str, tuple[str, int]]:
-    """For each unit: the channel space feeding it and the spatial positions per channel (after Flatten)."""
-    groups = stream_groups(spec)
-    space, per_channel, out = INPUT, 1, {}
-    for row in spec.shapes():
-        u = row.unit
-        out[u.name] = (space, per_channel)
-        if isinstance(u, (Conv, Block)):
-            space, per_channel = groups[u.name], 1
-        elif isinstance(u, Linear):
-            space, per_channel = u.name, 1
-        elif isinstance(u, Flatten):
-            per_channel = row.inp[1] * row.inp[2]
-    return out
-
-
-def _select_inputs(w: torch.Tensor, per_channel: int, idx: torch.Tensor | None, n_in: int) -> torch.Tensor:
-    """Slice a weight's input dim (dim 1) to ``n_in`` channels: by ``idx`` when the producer is the
-    teacher's own, else by the input slices' L1 norm (zero-filled if more are needed than exist)."""
-    shape = w.shape
-    w = w.reshape(shape[0], shape[1] // per_channel, per_channel, *shape[2:])
-    if idx is None:
-        importance = w.detach().abs().transpose(0, 1).flatten(1).sum(1)
-        idx = _top(importance, min(n_in, w.shape[1]))
-    w = w[:, idx]
-    if w.shape[1] < n_in:
-        pad = w.new_zeros(w.shape[0], n_in - w.shape[1], *w.shape[2:])
-        w = torch.cat([w, pad], dim=1)
-    return w.reshape(shape[0], n_in * per_channel, *shape[2:])
-
-
-def _copy_conv(dst: nn.Conv2d, src: nn.Conv2d, out_idx: torch.Tensor, in_w: torch.Tensor | None = None) -> None:
-    w = (src.weight if in_w is None else in_w)[out_idx]
-    if dst.kernel_size != src.kernel_size:  # kernel shrink: keep the centre tap
-        k, c = dst.kernel_size[0], src.kernel_size[0] // 2
-        w = w[:, :, c - k // 2: c + k // 2 + 1, c - k // 2: c + k // 2 + 1]
-    dst.weight.copy_(w)
-    if dst.bias is not None:
-        dst.bias.copy_(src.bias[out_idx])
-
-
-def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, idx: torch.Tensor) -> None:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        getattr(dst, name).copy_(getattr(src, name)[idx])
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
 @torch.no_grad()
@@ -134,46 +68,21 @@ def inherit(teacher: Net, teacher_spec: NetSpec, student_spec: NetSpec, *,
     """
     student = build(student_spec)
     kept = _kept_channels(teacher, teacher_spec, student_spec, class_indices, importance)
-    kept[INPUT] = torch.arange(teacher_spec.in_channels)
-    t_inputs, s_inputs = _input_spaces(teacher_spec), _input_spaces(student_spec)
-    groups = stream_groups(teacher_spec)
+    t_spaces, s_spaces = channel_spaces(teacher_spec), channel_spaces(student_spec)
     widths = {r.unit.name: r.inp[0] for r in student_spec.shapes()}
-
     for u in student_spec.units:
-        t_space, per_channel = t_inputs[u.name]
-        s_space, _ = s_inputs[u.name]
-        same_producer = s_space == t_space
-        n_in = widths[u.name] // per_channel if isinstance(u, Linear) else widths[u.name]
+        t_space, per_channel = t_spaces.feeds[u.name]
+        same_producer = s_spaces.feeds[u.name][0] == t_space
         in_idx = kept[t_space] if same_producer else None
-        src, dst = teacher.unit(u.name), student.unit(u.name)
+        n_in = widths[u.name] // per_channel
 
-        def inputs(w: torch.Tensor) -> torch.Tensor:
-            return _select_inputs(w, per_channel, in_idx, n_in)
+        def inputs(w: torch.Tensor, per_channel: int = per_channel, in_idx: torch.Tensor | None = in_idx,
+                   n_in: int = n_in) -> torch.Tensor:
+            return select_inputs(w, per_channel, in_idx, n_in)
 
-        if isinstance(dst, ConvUnit):
-            out_idx = kept[groups[u.name]]
-            _copy_conv(dst.conv, src.conv, out_idx, inputs(src.conv.weight))
-            if dst.bn is not None:
-                _copy_bn(dst.bn, src.bn, out_idx)
-        elif isinstance(dst, BlockUnit):
-            out_idx, mid_idx = kept[groups[u.name]], kept[u.name + "/mid"]
-            _copy_conv(dst.conv1, src.conv1, mid_idx, inputs(src.conv1.weight))
-            _copy_bn(dst.bn1, src.bn1, mid_idx)
-            if dst.bottleneck:
-                _copy_conv(dst.conv2, src.conv2, mid_idx, src.conv2.weight[:, mid_idx])
-                _copy_bn(dst.bn2, src.bn2, mid_idx)
-                _copy_conv(dst.conv3, src.conv3, out_idx, src.conv3.weight[:, mid_idx])
-                _copy_bn(dst.bn3, src.bn3, out_idx)
-            else:
-                _copy_conv(dst.conv2, src.conv2, out_idx, src.conv2.weight[:, mid_idx])
-                _copy_bn(dst.bn2, src.bn2, out_idx)
-            if dst.downsample is not None:
-                _copy_conv(dst.downsample[0], src.downsample[0], out_idx, inputs(src.downsample[0].weight))
-                _copy_bn(dst.downsample[1], src.downsample[1], out_idx)
-        elif isinstance(dst, LinearUnit):
-            out_idx = kept[u.name]
-            dst.fc.weight.copy_(inputs(src.fc.weight)[out_idx])
-            dst.fc.bias.copy_(src.fc.bias[out_idx])
+        out = kept.get(t_spaces.writes.get(u.name, ""))
+        inner = {s: kept[inner_key(u.name, s)] for s in u.inner_spaces}
+        u.inherit(student.unit(u.name), teacher.unit(u.name), Ports(out, inner, inputs, in_idx))
     return student
 
 
@@ -181,12 +90,11 @@ def stale_batchnorms(student: Net, teacher_spec: NetSpec, student_spec: NetSpec)
     """The BatchNorm layers of an inherited ``student`` whose input distribution differs from the teacher's.
 
     A BN layer keeps exact statistics for the channels it kept as long as everything before it computes what the
-    teacher computes: the units before the first changed (removed, narrowed, kernel-shrunk) unit, and within the
-    first changed unit the BN right after an unchanged input (a narrower conv's kept filters see the teacher's
-    inputs). Every BN after that is stale: re-estimating the exact ones too would only add sampling noise, and on
-    a class subset it would fit them to a distribution the teacher's later layers were not trained on.
+    teacher computes: the units before the first changed (removed, narrowed, reshaped) unit, and within the first
+    changed unit what its kind says stays exact (:meth:`~ddc_env.arch.units.Unit.stale_batchnorms`). Every BN after
+    that is stale: re-estimating the exact ones too would only add sampling noise, and on a class subset it would fit
+    them to a distribution the teacher's later layers were not trained on.
     """
-    teacher_units = {u.name: u for u in teacher_spec.units}
     kept = {u.name for u in student_spec.units}
     stale: list[nn.Module] = []
     changed = False  # whether the current unit's input differs from the teacher's
@@ -196,14 +104,11 @@ def stale_batchnorms(student: Net, teacher_spec: NetSpec, student_spec: NetSpec)
             continue
         u = student_spec.unit(t_unit.name)
         m = student.unit(u.name)
-        bns = [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
         if changed:
-            stale += bns
-        elif isinstance(u, Conv) and m.bn is not None and u.kernel != teacher_units[u.name].kernel:
-            stale.append(m.bn)
-        elif isinstance(u, Block) and u.mid_channels != teacher_units[u.name].mid_channels:
-            stale += [m.bn2] + ([m.bn3] if m.bottleneck else [])
-        changed = changed or u != teacher_units[u.name]
+            stale += [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
+        elif u != t_unit:
+            stale += u.stale_batchnorms(m, t_unit)
+        changed = changed or u != t_unit
     return stale
 
 

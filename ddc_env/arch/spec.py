@@ -1,96 +1,21 @@
 """The network IR: a CNN as an ordered tuple of units, with shapes, analytic costs, JSON and a stable hash.
 
+Units are the registered unit kinds of :mod:`ddc_env.arch.units` (one class per kind, each owning its costs, module,
+channel interface, decisions and weight inheritance); this module only chains them.
+
 A unit's input is the output of the unit before it; only output sizes are stored, so removing a unit is
 just dropping it and its consumer adapts. Unit names are stable identifiers: a student derived from a teacher
 keeps its teacher's unit names, which is how weights are inherited.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any
 
-
-class SpecError(ValueError):
-    """An invalid network spec (shapes do not fit, unknown unit type, malformed JSON)."""
-
-
-@dataclass(frozen=True)
-class Conv:
-    """Conv2d (+ BatchNorm) (+ ReLU). Has a bias only when it has no BatchNorm."""
-
-    name: str
-    out_channels: int
-    kernel: int = 3
-    stride: int = 1
-    padding: int = 1
-    bn: bool = True
-    relu: bool = True
-    type: ClassVar[str] = "conv"
-
-
-@dataclass(frozen=True)
-class Pool:
-    """Max or average pooling."""
-
-    name: str
-    mode: str = "max"
-    kernel: int = 2
-    stride: int = 2
-    padding: int = 0
-    type: ClassVar[str] = "pool"
-
-
-@dataclass(frozen=True)
-class Block:
-    """Residual block in torchvision's layout (basic: 3x3-3x3; bottleneck: 1x1-kxk-1x1).
-
-    ``mid_channels`` is the inner width, ``out_channels`` the width of the residual stream. The shortcut is
-    the identity (needs stride 1 and equal widths) or a 1x1 conv + BN projection.
-    """
-
-    name: str
-    out_channels: int
-    mid_channels: int
-    stride: int = 1
-    shortcut: str = "identity"
-    bottleneck: bool = False
-    kernel: int = 3
-    type: ClassVar[str] = "block"
-
-
-@dataclass(frozen=True)
-class GlobalPool:
-    """Adaptive average pooling to 1x1, flattened to (N, C)."""
-
-    name: str
-    type: ClassVar[str] = "global_pool"
-
-
-@dataclass(frozen=True)
-class Flatten:
-    """Flatten (N, C, H, W) to (N, C*H*W)."""
-
-    name: str
-    type: ClassVar[str] = "flatten"
-
-
-@dataclass(frozen=True)
-class Linear:
-    """Fully connected layer (+ ReLU)."""
-
-    name: str
-    out_features: int
-    relu: bool = False
-    type: ClassVar[str] = "linear"
-
-
-Unit = Union[Conv, Pool, Block, GlobalPool, Flatten, Linear]
-UNIT_TYPES: dict[str, type] = {cls.type: cls for cls in (Conv, Pool, Block, GlobalPool, Flatten, Linear)}
-CHANNEL_UNITS = (Conv, Block)  # units that produce a new set of feature maps
+from .units import UNIT_TYPES, Block, Conv, Flatten, GlobalPool, Linear, Pool, SpecError, Unit
 
 
 @dataclass(frozen=True)
@@ -137,7 +62,7 @@ class NetSpec:
         last = self.units[-1]
         if not isinstance(last, Linear):
             raise SpecError("the last unit must be the Linear classifier")
-        return last.out_features
+        return last.width
 
     # -- shapes and costs ----------------------------------------------------------------------------
     def shapes(self) -> list[UnitShape]:
@@ -149,7 +74,7 @@ class NetSpec:
         shape: tuple[int, ...] = (self.in_channels, *self.input_size)
         rows = []
         for u in self.units:
-            out, params, flops = _unit_cost(u, shape)
+            out, params, flops = u.infer(shape)
             rows.append(UnitShape(u, shape, out, params, flops))
             shape = out
         if len(shape) != 1:
@@ -173,7 +98,7 @@ class NetSpec:
             "arch": self.arch,
             "in_channels": self.in_channels,
             "input_size": list(self.input_size),
-            "units": [{"type": u.type, **dataclasses.asdict(u)} for u in self.units],
+            "units": [u.to_dict() for u in self.units],
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -211,60 +136,5 @@ class NetSpec:
         return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def _conv_cost(c_in: int, c_out: int, k: int, out_hw: int, bn: bool) -> tuple[int, int]:
-    params = c_in * c_out * k * k + (2 * c_out if bn else c_out)
-    return params, 2 * c_in * c_out * k * k * out_hw
-
-
-def _unit_cost(u: Unit, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
-    """Output shape, params and FLOPs of unit ``u`` on an input of per-sample ``shape``."""
-    if isinstance(u, Linear):
-        if len(shape) != 1:
-            raise SpecError(f"{u.name}: Linear needs a vector input (add Flatten/GlobalPool), got {shape}")
-        return (u.out_features,), shape[0] * u.out_features + u.out_features, 2 * shape[0] * u.out_features
-    if len(shape) != 3:
-        raise SpecError(f"{u.name}: {u.type} needs a (C, H, W) input, got {shape}")
-    c, h, w = shape
-    if isinstance(u, Flatten):
-        return (c * h * w,), 0, 0
-    if isinstance(u, GlobalPool):
-        return (c,), 0, 0
-    if isinstance(u, Pool):
-        oh, ow = (_conv_out(s, u.kernel, u.stride, u.padding) for s in (h, w))
-        if u.mode not in ("max", "avg"):
-            raise SpecError(f"{u.name}: pool mode must be 'max' or 'avg', got {u.mode!r}")
-        if min(oh, ow) < 1:
-            raise SpecError(f"{u.name}: pooling {h}x{w} maps leaves nothing")
-        return (c, oh, ow), 0, 0
-    if isinstance(u, Conv):
-        oh, ow = (_conv_out(s, u.kernel, u.stride, u.padding) for s in (h, w))
-        if min(oh, ow) < 1 or u.out_channels < 1:
-            raise SpecError(f"{u.name}: conv gives an empty output from {shape}")
-        params, flops = _conv_cost(c, u.out_channels, u.kernel, oh * ow, u.bn)
-        return (u.out_channels, oh, ow), params, flops
-    if isinstance(u, Block):
-        if u.shortcut not in ("identity", "projection"):
-            raise SpecError(f"{u.name}: shortcut must be 'identity' or 'projection', got {u.shortcut!r}")
-        if u.shortcut == "identity" and (u.stride != 1 or c != u.out_channels):
-            raise SpecError(f"{u.name}: an identity shortcut needs stride 1 and {c} == {u.out_channels} channels")
-        if min(u.mid_channels, u.out_channels) < 1:
-            raise SpecError(f"{u.name}: a block needs at least one channel")
-        pad = u.kernel // 2
-        oh, ow = (_conv_out(s, u.kernel, u.stride, pad) for s in (h, w))
-        if min(oh, ow) < 1:
-            raise SpecError(f"{u.name}: block gives an empty output from {shape}")
-        hw_out = oh * ow
-        m, o, k = u.mid_channels, u.out_channels, u.kernel
-        if u.bottleneck:
-            costs = [_conv_cost(c, m, 1, h * w, True), _conv_cost(m, m, k, hw_out, True),
-                     _conv_cost(m, o, 1, hw_out, True)]
-        else:
-            costs = [_conv_cost(c, m, k, hw_out, True), _conv_cost(m, o, k, hw_out, True)]
-        if u.shortcut == "projection":
-            costs.append(_conv_cost(c, o, 1, hw_out, True))
-        return (o, oh, ow), sum(p for p, _ in costs), sum(f for _, f in costs)
-    raise SpecError(f"unknown unit {u!r}")
+__all__ = ["UNIT_TYPES", "Block", "Conv", "Flatten", "GlobalPool", "Linear", "NetSpec", "Pool", "SpecError", "Unit",
+           "UnitShape"]

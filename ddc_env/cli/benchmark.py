@@ -43,7 +43,6 @@ from tqdm.auto import tqdm
 
 from .. import registration
 from ..agents import AGENTS, get_agent
-from ..arch import choices_from_widths
 from ..paths import atomic_write_text
 from ..validate import check_int, check_names, check_number
 from .backend import BackendOptions, add_backend_arguments, backend_flags, backend_given, backend_options
@@ -66,7 +65,7 @@ EPISODE_COLUMNS = ("agent", "seed", "episode", "reward", "best_reward", "val_acc
                    "flop_ratio", "latency_ratio", "simulated_seconds", "total_simulated_seconds", "cache_hit", "status",
                    "spec_hash", "train_seed")
 RESULT_COLUMNS = ("env_id", "env_kwargs", "agent", "seed", "budget", "episodes", "best_episode", "reward", "val_acc",
-                  "param_ratio", "flop_ratio", "latency_ratio", "spec_hash", "train_seed", "choices", "kernel_1x1",
+                  "param_ratio", "flop_ratio", "latency_ratio", "spec_hash", "train_seed", "choices", "choice_tokens",
                   "normalized_score", "evaluations_to_target")
 AGENT_CONFIG_KEYS = ("agent", "agent_kwargs", "n_envs")
 DEFAULT_BUDGET = 200
@@ -438,8 +437,8 @@ def validate_results(path: str | Path) -> dict[str, Any]:
             if key not in envs:
                 envs[key] = EnvFactory(env_id, kwargs)()
             env = envs[key].unwrapped
-            record = env.evaluate_choices(choices_from_widths(json.loads(row["choices"]),
-                                                   json.loads(row["kernel_1x1"] or "null")))
+            recorded = json.loads(row.get("choice_tokens") or "null") or json.loads(row["choices"])
+            record = env.evaluate_choices(env.task.codec.decode(recorded, json.loads(row.get("kernel_1x1") or "null")))
             problems = [f"spec hash {record['spec_hash']}" if record["spec_hash"] != row["spec_hash"] else ""]
             for name in ("reward", "val_acc"):
                 claimed = _number(row[name])

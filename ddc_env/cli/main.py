@@ -16,7 +16,7 @@ import yaml
 from .. import __version__
 from ..arch import NetSpec
 from ..data import DataConfig
-from ..models.builders import MODELS
+from ..models.registry import MODELS
 from ..models.checkpoints import CheckpointError, load_teacher, read_sidecar
 from ..models.teacher import TeacherRecipe, list_teachers, train_teacher
 from ..paths import teachers_dir

@@ -50,7 +50,7 @@ EPISODE_SCALARS = ("reward", "val_acc", "acc_ratio", "param_ratio", "flop_ratio"
 # terminal-info keys of each line of ``episodes.jsonl`` (besides episode, reward and wall_seconds)
 EPISODE_FIELDS = ("status", "cache_hit", "val_acc", "acc_ratio", "param_ratio", "flop_ratio", "latency_ratio",
                   "size_bytes", "params", "spec_hash", "eval_seconds", "simulated_seconds", "masked_actions",
-                  "train_seed", "choices", "kernel_1x1")
+                  "train_seed", "choices", "choice_tokens")
 
 
 class RunLockedError(ValueError):

@@ -23,7 +23,7 @@ import torch
 from ..arch.build import Net
 from ..arch.spec import NetSpec, SpecError
 from ..paths import atomic_write_bytes, atomic_write_text
-from .builders import get_model_spec
+from .registry import get_model_spec
 from .torchvision_import import check_state_dict, detect_layout, infer_resnet, load_state_dict, state_dict_shapes
 
 FORMAT = "ddc_env.teacher/1"

@@ -31,7 +31,7 @@ from ..paths import teachers_dir
 from ..train import AMP_MODES, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
 from ..userwarn import warn_user
 from ..validate import check_bool, check_choice, check_int, check_number
-from .builders import MODELS, get_model_spec
+from .registry import MODELS, get_model_spec
 from .checkpoints import CheckpointError, TeacherCheckpoint, read_sidecar, save_teacher
 
 LONG_RUN_SECONDS = 120.0  # warn with an estimate before CPU runs longer than this

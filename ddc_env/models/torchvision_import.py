@@ -1,20 +1,22 @@
-"""Weights in torchvision's ResNet layout (``conv1.weight``, ``layer1.0.bn1.running_mean``, ``fc.bias``) to and
+"""Weights in torchvision's layout (a ResNet's ``conv1.weight``, ``layer1.0.bn1.running_mean``, ``fc.bias``) to and
 from our :class:`~ddc_env.arch.Net` layout (``units.conv1.conv.weight``, ``units.layer1_0.bn1.running_mean``,
 ``units.fc.fc.bias``).
 
-Blocks already carry torchvision's attribute names, so only the stem (``conv1``/``bn1``) and the classifier
-(``fc``) are renamed. Loading is strict: every missing or unexpected key and every shape mismatch is reported.
+Each model registers how torchvision names its weights (``register_model(torchvision_key=...)``); for ResNets,
+blocks already carry torchvision's attribute names, so only the stem (``conv1``/``bn1``) and the classifier (``fc``)
+are renamed. Loading is strict: every missing or unexpected key and every shape mismatch is reported.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ..arch.build import Net, module_key
-from ..arch.spec import Block, Conv, Linear, NetSpec, Unit
+from ..arch.spec import NetSpec
+from .registry import MODELS, get_model_entry
+from .resnet import torchvision_resnet_key
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -36,27 +38,17 @@ def state_dict_shapes(spec: NetSpec) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in _meta_net(spec).state_dict().items()}
 
 
-def _torchvision_key(u: Unit, rest: str) -> str:
-    """torchvision's name of parameter ``rest`` of unit ``u`` (e.g. ``bn.weight`` of Conv ``conv1``)."""
-    if isinstance(u, Block):
-        return f"{u.name}.{rest}"
-    if isinstance(u, Linear):
-        return f"{u.name}.{rest.removeprefix('fc.')}"
-    stem = re.fullmatch(r"conv(\d*)", u.name) if isinstance(u, Conv) else None
-    if stem is None:
-        raise ValueError(f"unit {u.name!r} ({u.type}) has no counterpart in torchvision's ResNet layout; "
-                         f"supported: Conv 'conv<N>' (with BN 'bn<N>'), Blocks 'layer<S>.<i>', Linear units")
-    sub, param = rest.split(".", 1)
-    return f"{u.name}.{param}" if sub == "conv" else f"bn{stem.group(1)}.{param}"
-
-
 def torchvision_key_map(spec: NetSpec) -> dict[str, str]:
-    """Our state-dict key -> torchvision's, for every entry of ``build(spec).state_dict()``."""
+    """Our state-dict key -> torchvision's, for every entry of ``build(spec).state_dict()``. The spec's model (its
+    ``arch``) says how torchvision names its weights (``register_model(torchvision_key=...)``); a spec of no registered
+    model with a layout is read with torchvision's ResNet names (``conv1``/``bn1``, ``layer<S>.<i>``, ``fc``)."""
+    entry = get_model_entry(spec.arch) if spec.arch in MODELS else None
+    key = entry.torchvision_key if entry is not None and entry.torchvision_key is not None else torchvision_resnet_key
     units = {module_key(u.name): u for u in spec.units}
     mapping = {}
-    for key in _meta_net(spec).state_dict():
-        _, unit_key, rest = key.split(".", 2)
-        mapping[key] = _torchvision_key(units[unit_key], rest)
+    for our_key in _meta_net(spec).state_dict():
+        _, unit_key, rest = our_key.split(".", 2)
+        mapping[our_key] = key(units[unit_key], rest)
     return mapping
 
 

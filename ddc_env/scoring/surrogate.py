@@ -3,6 +3,7 @@ cost) of any student of the task's action space; params and FLOPs are exact from
 table's latency table, size from a linear fit on the table (params, BatchNorm buffers, tensors)."""
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 from collections.abc import Sequence
@@ -12,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import sklearn
+import torch
 from scipy.stats import kendalltau
 
-from ..arch import Block, Conv, Linear, NetSpec
+from ..arch import NetSpec, Unit, channel_counts
 from ..paths import atomic_write_bytes, ddc_home
 from ..tables import BenchTable, TableError
 from ..task import Task
@@ -25,44 +27,32 @@ __all__ = ["SurrogateModel", "SurrogateQuality", "SurrogateScorer", "features", 
 
 
 def features(task: Task, spec: NetSpec, latency_ms: float, teacher_latency_ms: float) -> list[float]:
-    """What the surrogate reads about a student: the width each decision kept (0 = removed), the log params,
-    FLOPs and latency ratios, and how many units were removed."""
-    widths = []
-    for d in task.decisions:
-        try:
-            unit = spec.unit(d.unit)
-        except KeyError:
-            widths.append(0.0)
-            continue
-        kept = (unit.mid_channels if isinstance(unit, Block) and d.kind == "unit" else
-                unit.out_features if isinstance(unit, Linear) else unit.out_channels)
-        widths.append(kept / d.channels)
+    """What the surrogate reads about a student: the width each decision kept (its channel space's count over the
+    teacher's; 0 = removed), the log params, FLOPs and latency ratios, and how many units were removed."""
+    counts = channel_counts(spec)
+    widths = [counts.get(d.space, 0) / d.channels if d.space else float(d.unit in spec.names)
+              for d in task.decisions]
     teacher = task.teacher_spec
     return [*widths, math.log(spec.params / teacher.params), math.log(spec.flops / teacher.flops),
             math.log(latency_ms / teacher_latency_ms), float(len(teacher.units) - len(spec.units))]
 
 
 def size_features(spec: NetSpec) -> list[float]:
-    """What a saved state dict's size is linear in: params plus BatchNorm running statistics (floats), the number of
-    tensors, and 1."""
-    floats, tensors = spec.params, 0
+    """What a saved state dict's size is linear in: its floats (params plus BatchNorm running statistics), the
+    number of tensors, and 1."""
+    floats = tensors = 0
     for row in spec.shapes():
-        u = row.unit
-        if isinstance(u, Linear):
-            tensors += 2  # weight, bias
-            continue
-        if isinstance(u, Conv):
-            bn_channels = [u.out_channels] if u.bn else []
-            tensors += 1 if u.bn else 2  # weight (+ bias without BatchNorm)
-        elif isinstance(u, Block):
-            bn_channels = [u.mid_channels] * (2 if u.bottleneck else 1) + [u.out_channels] * (
-                1 + (u.shortcut == "projection"))
-            tensors += len(bn_channels)  # one conv weight per BatchNorm
-        else:
-            continue
-        floats += 2 * sum(bn_channels)  # running mean and variance
-        tensors += 5 * len(bn_channels)  # weight, bias, running mean and variance, batches tracked
+        unit_floats, unit_tensors = _state_size(row.unit, row.inp[0])
+        floats, tensors = floats + unit_floats, tensors + unit_tensors
     return [float(floats), float(tensors), 1.0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _state_size(unit: Unit, c_in: int) -> tuple[int, int]:
+    """(floating-point values, tensors) of one unit's state dict, read off its module built on the meta device."""
+    with torch.device("meta"):
+        state = unit.module(c_in).state_dict()
+    return sum(t.numel() for t in state.values() if t.is_floating_point()), len(state)
 
 
 @dataclass(frozen=True)

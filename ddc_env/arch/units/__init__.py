@@ -1,0 +1,13 @@
+"""The unit kinds of the IR, one file each, registered by ``@register_unit`` (see :mod:`.base`)."""
+from .base import (FORMS, NEW, PASS, TIED, UNIT_TYPES, DecisionContext, Form, Ports, SpecError, Unit, UnitDecision,
+                   register_form, register_unit)
+from .block import Block, BlockUnit
+from .conv import Conv, ConvUnit
+from .flatten import Flatten
+from .global_pool import GlobalAvgPool, GlobalPool
+from .linear import Linear, LinearUnit
+from .pool import Pool
+
+__all__ = ["FORMS", "NEW", "PASS", "TIED", "UNIT_TYPES", "Block", "BlockUnit", "Conv", "ConvUnit", "DecisionContext",
+           "Flatten", "Form", "GlobalAvgPool", "GlobalPool", "Linear", "LinearUnit", "Ports", "Pool", "SpecError",
+           "Unit", "UnitDecision", "register_form", "register_unit"]
