@@ -1,11 +1,13 @@
 """The documentation holds: the site builds with ``mkdocs build --strict`` offline (its references generated from the
-code), and the Python examples of every page in ``docs/`` and of the README run, each page's blocks in order in a
-fresh module. A block that needs data, a GPU or a long run follows a line ``<!-- no-test: why -->`` and is skipped."""
+code), the Python examples of every page in ``docs/`` and of the README run, each page's blocks in order in a fresh
+module, and every ``ddc`` command line they show parses with today's parser. A Python block that needs data, a GPU
+or a long run follows a line ``<!-- no-test: why -->`` and is skipped."""
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
+import shlex
 import subprocess
 import sys
 import types
@@ -51,6 +53,25 @@ ALL = [example for page in PAGES for example in examples(page)]
 RUNNABLE = sorted({e.page for e in ALL if e.skip is None})
 
 
+def commands(page: Path) -> list[tuple[int, str]]:
+    """(line, command) of every ``ddc`` command in the shell blocks (```bash or bare fences) of ``page``, continued
+    lines joined and trailing comments dropped; lines using shell variables (``$b`` in a loop) are left out."""
+    found, inside, joined = [], False, ""
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("```"):
+            inside = not inside and line.strip() in ("```", "```bash")
+            continue
+        if not inside:
+            continue
+        joined += line.rstrip("\\").strip() + " " if line.endswith("\\") else line.strip()
+        if line.endswith("\\"):
+            continue
+        command, joined = re.split(r"\s+#\s", joined)[0], ""
+        if command.startswith("ddc ") and "$" not in command:
+            found.append((number, command))
+    return found
+
+
 def _name(page: Path) -> str:
     return page.relative_to(REPO).as_posix()
 
@@ -66,6 +87,7 @@ def test_most_examples_run_and_every_skip_says_why():
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=_name)
+@pytest.mark.filterwarnings("ignore:.*Using the latest versioned environment `DDC-")  # as ddc_env.registration does
 def test_the_examples_of_a_page_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Every runnable block of ``page``, in order, in one fresh module, from an empty folder."""
     monkeypatch.chdir(tmp_path)
@@ -74,6 +96,20 @@ def test_the_examples_of_a_page_run(page: Path, tmp_path: Path, monkeypatch: pyt
     for example in examples(page):
         if example.skip is None:
             exec(compile(example.code, f"{page}:{example.line}", "exec"), module.__dict__)
+
+
+def test_every_ddc_command_shown_parses():
+    """The commands the pages show still exist with those flags (the parser only: nothing runs)."""
+    from ddc_env.cli import build_parser
+
+    shown = [(page, number, command) for page in PAGES for number, command in commands(page)]
+    failures = []
+    for page, number, command in shown:
+        try:
+            build_parser().parse_args(shlex.split(command)[1:])
+        except (Exception, SystemExit) as e:  # ddc's UsageError, wherever the CLI keeps it
+            failures.append(f"{_name(page)}:{number}: {command}: {e}")
+    assert len(shown) >= 20 and not failures, "\n".join(failures)
 
 
 def _site_packages_missing() -> list[str]:
