@@ -20,8 +20,8 @@ HELP_WIDTH = 100  # columns of the generated --help text
 
 
 def _cell(value: Any) -> str:
-    """A table cell: ``repr(value)`` as inline code, pipes escaped."""
-    return "`" + repr(value).replace("|", "\\|") + "`"
+    """A table cell: ``repr(value)`` as inline code (a pipe in a code span does not split the cell)."""
+    return f"`{value!r}`"
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -114,7 +114,7 @@ def _defaults(config: type) -> str:
     rows = []
     for f in dataclasses.fields(config):
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        rows.append((f"`{f.name}`", f"`{f.type}`".replace("|", "\\|"), _cell(default)))
+        rows.append((f"`{f.name}`", f"`{f.type}`", _cell(default)))
     return _table(("argument", "type", "default (before the id's preset)"), rows)
 
 
