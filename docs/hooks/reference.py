@@ -1,7 +1,8 @@
 """MkDocs hook: a line ``<!-- reference: NAME -->`` in a page becomes reference text generated from the code when the
-site is built, so no table of the library is kept by hand. NAME is one of :data:`GENERATORS`: the ``ddc`` command
-line (every subcommand the parser has, however deep), the env ids with their presets, the env and twin arguments
-with their defaults, the fidelity presets, the agents and the baselines."""
+site is built, so no table of the library is kept by hand (and on GitHub, where the page renders too, the line is
+invisible). NAME is one of :data:`GENERATORS`: the ``ddc`` command line (every subcommand the parser has, however
+deep), the env ids with their presets, the env and twin arguments with their defaults, the fidelity presets, the
+agents, the baselines, and ``docstring OBJECT``: an object's docstring, rendered by mkdocstrings."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import importlib.util
+from pathlib import Path
+
 import gymnasium as gym
 
-_MARKER = re.compile(r"^<!-- reference: ([a-z-]+) -->$", re.MULTILINE)
+_MARKER = re.compile(r"^<!-- reference: ([a-z-]+)(?: ([\w.]+))? -->$", re.MULTILINE)
+REPO = Path(__file__).resolve().parents[2]
 HELP_WIDTH = 100  # columns of the generated --help text
 
 
@@ -165,19 +170,39 @@ def baselines() -> str:
     return _registry(BASELINES)
 
 
-GENERATORS: dict[str, Callable[[], str]] = {
+# ------------------------------------------------------------------------------------------------- docstrings
+
+
+def docstring(installed: str) -> str:
+    """mkdocstrings' directive for the object ``installed`` (its name as installed, e.g. ``ddc_env.agents.sb3``),
+    pointed at its module's source in this repository, where ``agents/`` is what installs as ``ddc_env.agents``:
+    mkdocstrings reads sources by their path, and the heading shows the installed name."""
+    parts = installed.split(".")
+    for end in range(len(parts), 0, -1):
+        with contextlib.suppress(ModuleNotFoundError):
+            spec = importlib.util.find_spec(".".join(parts[:end]))
+            if spec is not None and spec.origin:
+                break
+    else:
+        raise ValueError(f"<!-- reference: docstring {installed} -->: no module of that name")
+    source = Path(spec.origin).resolve().relative_to(REPO).with_suffix("").parts
+    module = ".".join(source[:-1] if source[-1] == "__init__" else source)
+    return f"::: {'.'.join([module, *parts[end:]])}\n    options:\n      heading: \"{installed}\""
+
+
+GENERATORS: dict[str, Callable[..., str]] = {
     "cli": cli, "ids": ids, "env-arguments": env_arguments, "twin-arguments": twin_arguments,
-    "fidelities": fidelities, "agents": agents, "baselines": baselines,
+    "fidelities": fidelities, "agents": agents, "baselines": baselines, "docstring": docstring,
 }
 
 
 def expand(markdown: str) -> str:
     """``markdown`` with every reference marker replaced by its generated text; an unknown name is an error."""
     def generate(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name, argument = match.groups()
         if name not in GENERATORS:
             raise ValueError(f"<!-- reference: {name} -->: unknown reference; known: {', '.join(GENERATORS)}")
-        return GENERATORS[name]()
+        return GENERATORS[name](*([argument] if argument else []))
 
     return _MARKER.sub(generate, markdown)
 
