@@ -21,19 +21,10 @@ The controllers follow the env's removal and shrink passes, so the env must run 
 (a joint env interleaves removal and widths in one step; use ``actor_critic`` or ``encoder_decoder`` there).
 Masks are respected: forbidden actions get -inf logits.
 
-N2N's removal stage scores students with every kept unit at width 1.0. That collapses the search: those are at most
-2^(removable units) distinct students (4 on LeNet-5) for half the budget, all rewarded about 0 by any reward that
-asks for more compression than removal gives (the calibrated reward: 0.0001-0.0153; DDC's: under 3e-5), and the
-removal set frozen for the shrink stage is ranked at full width, not as it ranks once shrunk. On the LeNet-5 twin
-with DDC's reward the full-width ranking freezes "remove fc1 and fc2", whose best shrunk student (0.0920) is below
-the best overall (0.1108, keeping fc2) and below random search's expected best of 100 episodes (0.0986): every seed
-ended at 0.0920, with 79-95% of its rewards under 0.01. Here the removal stage's students are shrunk by the shrink
-policy, which trains along.
-
-N2N's learning rates are 0.003 (removal) and 0.1 (shrink). With Adam, 0.1 collapses the shrink policy onto
-whatever widths its first lucky rollouts picked: on the LeNet-5 test env (reward ``-|P/P_t - 0.5|``) its
-entropy fell from 5.8 to under 0.1 nats within 5 iterations and 2 of 4 seeds settled on a worse student,
-while at 0.01 all 4 found the best one. The default here is 0.01; pass ``shrink_lr=0.1`` for N2N's.
+N2N's removal stage scores students with every kept unit at width 1.0, which collapses the search; here the removal
+stage's students are shrunk by the shrink policy, which trains along. N2N's learning rates are 0.003 (removal) and
+0.1 (shrink); the default ``shrink_lr`` here is 0.01 (pass ``shrink_lr=0.1`` for N2N's). Both measured:
+docs/results/reinforce-schedule.md.
 """
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
-"""``pip install ddc-env`` runs what the README shows: the wheel is built from a copy of the source (offline), holds
-only this project's top-level package with its configs, assets and ``py.typed``, and, installed into a fresh venv
+"""``pip install ddc-env`` runs what the README shows: the wheel is built from a copy of the source (offline) without a
+single build warning, holds only this project's top-level package with its configs, assets, tables and ``py.typed``,
+and, installed into a fresh venv
 that reuses this environment's dependencies (a ``.pth`` line, as the development venv is made), runs the ``ddc``
 commands from an empty folder with packaged config names."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +29,9 @@ SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel built by pip from a copy of the source tree (nothing written into the repository)."""
+def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel built by pip from a copy of the source tree (nothing written into the repository), and what the
+    build printed (pip -v shows the build backend's output)."""
     version = tuple(int(x) for x in metadata.version("setuptools").split(".")[:2])
     assert version >= (77, 0), "building the wheel offline needs setuptools>=77 here: pip install 'ddc-env[test]'"
     root = tmp_path_factory.mktemp("wheel")
@@ -37,10 +40,28 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(REPO / name, src / name if src.exists() else _mkdir(src) / name)
     for folder in INSTALLED_AS:
         shutil.copytree(REPO / folder, src / folder, ignore=SKIP)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--quiet", "-w", str(root / "dist"), str(src)], check=True, timeout=120)
+    # PYTHONDONTWRITEBYTECODE makes distutils print "warning: build_py: byte-compiling is disabled": the shell's
+    # setting, not the project's
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                             "-v", "-w", str(root / "dist"), str(src)], check=True, timeout=120, env=env,
+                            capture_output=True, text=True)
     [built] = (root / "dist").glob("ddc_env-*.whl")
-    return built
+    return built, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(build: tuple[Path, str]) -> Path:
+    """The built wheel."""
+    return build[0]
+
+
+def test_the_build_prints_no_warning(build: tuple[Path, str]):
+    """setuptools warns about every folder of data files left out of ``packages`` ("Package would be ignored"): the
+    packaging declares them all, so the build (and ``make install``) is quiet."""
+    warnings = [line.strip() for line in build[1].splitlines()
+                if re.search(r"warning|would be ignored|ambiguous", line, re.IGNORECASE)]
+    assert warnings == []
 
 
 def _mkdir(path: Path) -> Path:
@@ -60,7 +81,11 @@ def test_the_wheel_holds_only_ddc_env_with_its_data(wheel: Path):
                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     assert expected - names == set()  # every source file ships: modules, configs, assets, tables, py.typed
     assert {"ddc_env/py.typed", "ddc_env/configs/lenet5_mnist_random.yaml", "ddc_env/assets/mnist_sample_train.npz",
-            "ddc_env/configs/baselines/lenet5_mnist.yaml", "ddc_env/agents/sb3.py",
+            "ddc_env/assets/mnist_sample_test.npz", "ddc_env/configs/baselines/lenet5_mnist.yaml",
+            "ddc_env/configs/bench/lenet5_mnist/maskable_ppo.yaml",
+            "ddc_env/configs/bench/resnet18_cifar10/maskable_ppo.yaml", "ddc_env/tables.py",
+            "ddc_env/tables/lenet5_mnist.json.gz", "ddc_env/tables/lenet5_mnist.teacher.pt",
+            "ddc_env/tables/resnet18_cifar10.json.gz", "ddc_env/agents/sb3.py",
             "ddc_env/baselines/common.py"} <= names
 
 
@@ -93,6 +118,9 @@ def test_the_installed_wheel_runs_the_readme_commands_from_an_empty_folder(wheel
     where = json.loads(run("python", "-c", "import json, ddc_env, ddc_env.configs; "
                                            "print(json.dumps([ddc_env.__file__, ddc_env.configs.__file__]))"))
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in where)  # the wheel's copy, not the source tree
+    twin = ("import gymnasium as gym, ddc_env, ddc_env.tables; env = gym.make('DDC-Bench-LeNet5-MNIST'); "
+            "env.reset(seed=0); print(ddc_env.tables.__file__)")
+    assert run("python", "-c", twin).strip().endswith("ddc_env/tables.py")  # the module; its folder is the tables
     smoke = ["env_kwargs.fidelity=smoke", "env_kwargs.teacher_epochs=1", "env_kwargs.latency=flops"]
     run("ddc", "search", "--config", "lenet5_mnist_random", "--episodes", "2", "--out", "search", "--quiet",
         "--set", *smoke)
