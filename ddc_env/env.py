@@ -74,6 +74,7 @@ class EnvConfig:
     masked_action: str = "nearest"
     width_choices: tuple[float, ...] = N2N_WIDTHS
     kernel_shrink: bool = False
+    forms: Mapping[str, float | None] | tuple[str, ...] = ()
     channel_round: int = 8
     min_channels: int = 8
     latency: str = "model"
@@ -100,7 +101,7 @@ class EnvConfig:
             elif value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a path or None, got {value!r}")
         task = self.task_config()  # validates the task fields
-        for name in ("model_kwargs", "width_choices", "classes", "data_dir"):
+        for name in ("model_kwargs", "width_choices", "forms", "classes", "data_dir"):
             object.__setattr__(self, name, getattr(task, name))
         make_fidelity(dict(self.fidelity) if isinstance(self.fidelity, Mapping) else self.fidelity)
         make_env_reward(self.reward, "flops" if self.latency == "flops" else "latency")
@@ -162,16 +163,21 @@ class DDCEnv(gym.Env):
 
     ## Action Space
 
-    ``action_mode="sequential"`` (default): ``Discrete(1 + K)`` (``1 + 2K`` with ``kernel_shrink=True``),
-    ``K = len(width_choices)``:
+    ``action_mode="sequential"`` (default): ``Discrete(1 + K (1 + F))``, ``K = len(width_choices)``, ``F`` the
+    number of forms offered (``kernel_shrink=True`` and ``forms``; 0 by default); the task's
+    :class:`~ddc_env.arch.ActionCodec` owns this layout:
 
     - 0: remove the unit
     - 1..K: keep it at ``width_choices[k - 1]`` of the teacher's channels (``width_choices[-1]`` is 1.0)
-    - K+1..2K: the same widths with the kernel shrunk to 1x1 (only with ``kernel_shrink=True``)
+    - then K actions per form: the same widths with the kernel shrunk to 1x1 (``kernel_shrink=True``), or with the
+      conv replaced by a SqueezeNet Fire module (``forms={"fire": squeeze_ratio}``), in that order
+
+    On a residual block the width scales its inner width; on an inverted residual block its expansion (``t * w``).
 
     ``action_masks()`` gives the allowed actions of the current step (for MaskablePPO): removal only where the
     unit is removable (never the first conv, downsampling units, projection blocks, stages or the classifier),
-    widths below 1 only where the width can shrink, width 1.0 always, kernel options only on odd kxk convs.
+    widths below 1 only where the width can shrink, width 1.0 always, a form only on units that can take it (a 1x1
+    kernel: odd kxk "same" convs; fire: those convs after the first, with their own width).
     With ``stages="two_stage"`` (N2N) a removal pass over the removable decisions (remove or keep at 1.0) is
     followed by a shrink pass over the shrinkable decisions that were kept (widths and kernels, no removal);
     with ``stages="joint"`` there is one step per decision with all its options.
@@ -272,7 +278,8 @@ class DDCEnv(gym.Env):
       "max_param_ratio": 0.2}``, ``{"name": "calibrated", "steepness": 6}``, ``{"name": "ddc", "slope": 10}``) or a
       callable.
     - ``action_mode`` ("sequential" | "one_shot"), ``stages`` ("two_stage" | "joint"), ``masked_action``
-      ("nearest" | "penalty"), ``width_choices`` (increasing, in (0, 1], with 1.0), ``kernel_shrink``,
+      ("nearest" | "penalty"), ``width_choices`` (increasing, in (0, 1], with 1.0), ``kernel_shrink``, ``forms``
+      (registered forms to offer, e.g. ``("fire",)`` or ``{"fire": 0.5}`` with the squeeze ratio; default none),
       ``channel_round``, ``min_channels``.
     - ``latency``: the reward's time: "model" (default: per-unit latency table measured once per device and
       cached, the same in every process), "measured" (student and teacher timed in interleaved rounds) or

@@ -17,12 +17,12 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .arch import N2N_WIDTHS, ActionCodec, Choice, Decision, NetSpec, apply_decisions, decision_table
+from .arch import FORMS, N2N_WIDTHS, ActionCodec, Choice, Decision, NetSpec, apply_decisions, decision_table
 from .data import DataBundle, DataConfig, load_data
 from .models.registry import MODELS, get_model_spec
 from .models.checkpoints import TeacherCheckpoint, load_teacher
@@ -31,7 +31,7 @@ from .models.teacher import (TeacherRecipe, estimate_training_seconds, find_teac
 from .paths import teachers_dir
 from .train import OptimConfig
 from .userwarn import warn_user
-from .validate import check_bool, check_choice, check_device, check_int, check_names, check_numbers
+from .validate import check_bool, check_choice, check_device, check_int, check_names, check_number, check_numbers
 
 __all__ = ["Task", "TaskConfig", "TaskError", "load_task"]
 
@@ -48,7 +48,7 @@ class TaskConfig:
     """What defines a task: the teacher (``teacher``: "auto", a checkpoint path or a loaded checkpoint; ``model``,
     ``model_kwargs``, ``teacher_epochs``, ``teacher_recipe`` only shape an "auto" teacher, a checkpoint brings its
     own architecture), the data (``dataset``, ``data_dir``, ``download``: fetch a torchvision dataset that is not
-    on disk, ``classes``, ``max_train``, ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``,
+    on disk, ``classes``, ``max_train``, ``max_val``) and the decisions (``width_choices``, ``kernel_shrink``, ``forms``,
     ``channel_round``, ``min_channels``).
     ``train_teacher``: let an "auto" teacher that is not cached train now even when that takes long."""
 
@@ -63,6 +63,7 @@ class TaskConfig:
     max_val: int | None = None
     width_choices: tuple[float, ...] = N2N_WIDTHS
     kernel_shrink: bool = False
+    forms: Mapping[str, float | None] | Sequence[str] = ()
     channel_round: int = 8
     min_channels: int = 8
     teacher_epochs: int | None = None
@@ -76,6 +77,7 @@ class TaskConfig:
             raise ValueError(f"model_kwargs must be a mapping, got {self.model_kwargs!r}")
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "width_choices", check_widths(self.width_choices))
+        object.__setattr__(self, "forms", check_forms(self.forms))
         for name in ("channel_round", "min_channels"):
             check_int(getattr(self, name), name, minimum=1)
         for name in ("teacher_epochs", "max_train", "max_val"):
@@ -143,6 +145,23 @@ def check_widths(widths: Any) -> tuple[float, ...]:
     return out
 
 
+def check_forms(forms: Any) -> tuple[tuple[str, float | None], ...]:
+    """``forms`` (registered form names, or name -> parameter, e.g. ``{"fire": 0.25}``) as (name, parameter) pairs;
+    a parameter is a number in (0, 1] or None (the form's default)."""
+    pairs = list(forms.items()) if isinstance(forms, Mapping) else [
+        (name, None) for name in ([forms] if isinstance(forms, str) else forms)]
+    out = []
+    for name, param in pairs:
+        if name not in FORMS:
+            raise ValueError(f"unknown form {name!r} in forms; registered: {sorted(FORMS)}")
+        if param is not None:
+            param = check_number(param, f"forms[{name!r}]", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        out.append((name, param))
+    if len({name for name, _ in out}) != len(out):
+        raise ValueError(f"forms names a form twice: {forms!r}")
+    return tuple(out)
+
+
 @dataclass(frozen=True, eq=False)
 class Task:
     """One compression problem (see the module docstring). ``teacher`` and ``data`` are None in a task read from
@@ -161,25 +180,29 @@ class Task:
     facts: Mapping[str, Any] = field(default_factory=dict)
     teacher: TeacherCheckpoint | None = None
     data: DataBundle | None = None
+    forms: tuple[tuple[str, float | None], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "width_choices", check_widths(self.width_choices))
+        object.__setattr__(self, "forms", check_forms(self.forms))
         if self.class_indices is not None:
             object.__setattr__(self, "class_indices", tuple(int(i) for i in self.class_indices))
         if not self.decisions:
             raise TaskError(f"the {self.teacher_spec.arch} teacher offers no decision with width_choices="
-                            f"{self.width_choices} and kernel_shrink={self.kernel_shrink}")
+                            f"{self.width_choices}, kernel_shrink={self.kernel_shrink} and forms={self.forms}")
 
     # -- decisions -----------------------------------------------------------------------------------------
     @cached_property
     def codec(self) -> ActionCodec:
         """The action layout: index <-> choice, masks, labels, the recorded form of choices."""
-        return ActionCodec(self.width_choices, (("kernel_1x1", None),) if self.kernel_shrink else ())
+        kernel = (("kernel_1x1", None),) if self.kernel_shrink else ()
+        return ActionCodec(self.width_choices, kernel + tuple(f for f in self.forms if f[0] != "kernel_1x1" or
+                                                              not self.kernel_shrink))
 
     @property
     def action_choices(self) -> tuple[Choice, ...]:
         """Action index -> choice: "remove", then each width, then (``kernel_shrink``) each width with a 1x1
-        kernel."""
+        kernel, then each width in each of ``forms``."""
         return self.codec.choices
 
     @property
@@ -232,7 +255,8 @@ class Task:
                 "class_indices": list(self.class_indices) if self.class_indices is not None else None,
                 "class_names": list(self.class_names), "width_choices": list(self.width_choices),
                 "kernel_shrink": self.kernel_shrink, "channel_round": self.channel_round,
-                "min_channels": self.min_channels, "facts": json.loads(json.dumps(dict(self.facts), default=str))}
+                "min_channels": self.min_channels, "facts": json.loads(json.dumps(dict(self.facts), default=str)),
+                **({"forms": [list(f) for f in self.forms]} if self.forms else {})}  # absent: keys of old tasks
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Task:
@@ -241,7 +265,8 @@ class Task:
             return cls(NetSpec.from_dict(d["teacher_spec"]), d["teacher_id"], d["data_key"], d["name"],
                        tuple(d["class_indices"]) if d.get("class_indices") is not None else None,
                        tuple(d.get("class_names", ())), tuple(d["width_choices"]), bool(d["kernel_shrink"]),
-                       int(d["channel_round"]), int(d["min_channels"]), dict(d.get("facts", {})))
+                       int(d["channel_round"]), int(d["min_channels"]), dict(d.get("facts", {})),
+                       forms=tuple(tuple(f) for f in d.get("forms", ())))
         except (KeyError, TypeError) as e:
             raise TaskError(f"malformed task description: missing or bad {e}") from None
 
@@ -268,7 +293,7 @@ def load_task(config: TaskConfig | None = None, *, progress: bool = True, **over
     return Task(teacher.spec, teacher.meta.get("sha256") or _weights_hash(teacher), data.fingerprint(),
                 f"{teacher.spec.arch}/{config.dataset}" + (f"[{config.classes}]" if config.classes else ""),
                 classes, tuple(data.class_names), config.width_choices, config.kernel_shrink,
-                config.channel_round, config.min_channels, facts, teacher, data)
+                config.channel_round, config.min_channels, facts, teacher, data, config.forms)
 
 
 def _checked(overrides: Mapping[str, Any]) -> dict[str, Any]:
