@@ -3,11 +3,12 @@ from .base import (FORMS, NEW, PASS, TIED, UNIT_TYPES, DecisionContext, Form, Po
                    register_form, register_unit)
 from .block import Block, BlockUnit
 from .conv import Conv, ConvUnit
+from .fire import Fire
 from .flatten import Flatten
 from .global_pool import GlobalAvgPool, GlobalPool
 from .linear import Linear, LinearUnit
 from .pool import Pool
 
 __all__ = ["FORMS", "NEW", "PASS", "TIED", "UNIT_TYPES", "Block", "BlockUnit", "Conv", "ConvUnit", "DecisionContext",
-           "Flatten", "Form", "GlobalAvgPool", "GlobalPool", "Linear", "LinearUnit", "Ports", "Pool", "SpecError",
+           "Fire", "Flatten", "Form", "GlobalAvgPool", "GlobalPool", "Linear", "LinearUnit", "Ports", "Pool", "SpecError",
            "Unit", "UnitDecision", "register_form", "register_unit"]
