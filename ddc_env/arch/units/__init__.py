@@ -6,9 +6,10 @@ from .conv import Conv, ConvUnit
 from .fire import Fire
 from .flatten import Flatten
 from .global_pool import GlobalAvgPool, GlobalPool
+from .inverted_residual import InvertedResidual
 from .linear import Linear, LinearUnit
 from .pool import Pool
 
 __all__ = ["FORMS", "NEW", "PASS", "TIED", "UNIT_TYPES", "Block", "BlockUnit", "Conv", "ConvUnit", "DecisionContext",
-           "Fire", "Flatten", "Form", "GlobalAvgPool", "GlobalPool", "Linear", "LinearUnit", "Ports", "Pool", "SpecError",
-           "Unit", "UnitDecision", "register_form", "register_unit"]
+           "Fire", "Flatten", "Form", "GlobalAvgPool", "GlobalPool", "InvertedResidual", "Linear", "LinearUnit",
+           "Ports", "Pool", "SpecError", "Unit", "UnitDecision", "register_form", "register_unit"]
