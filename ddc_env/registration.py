@@ -30,7 +30,9 @@ PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType({
     "DDC-ResNet18-CIFAR10": {"model": "resnet18", "dataset": "cifar10"},
     "DDC-ResNet34-CIFAR10": {"model": "resnet34", "dataset": "cifar10"},
     "DDC-VGG11-CIFAR10": {"model": "vgg11", "dataset": "cifar10"},
+    "DDC-VGG16-CIFAR10": {"model": "vgg16", "dataset": "cifar10"},
     "DDC-VGG19-CIFAR10": {"model": "vgg19", "dataset": "cifar10"},
+    "DDC-MobileNetV2-CIFAR10": {"model": "mobilenet_v2", "dataset": "cifar10"},
     "DDC-ResNet18-CIFAR100": {"model": "resnet18", "dataset": "cifar100"},
     # LeNet's 6- and 16-channel convs need a finer channel rounding than 8 to shrink at all
     "DDC-LeNet5-MNIST": {"model": "lenet5", "dataset": "mnist", "channel_round": 2, "min_channels": 2, **_MNIST},

@@ -461,7 +461,8 @@ def test_async_vector_env_runs_full_episodes(world, tmp_path, monkeypatch):
 
 
 def test_registered_ids(world):
-    names = {"DDC-ResNet18-CIFAR10", "DDC-ResNet34-CIFAR10", "DDC-VGG11-CIFAR10", "DDC-VGG19-CIFAR10",
+    names = {"DDC-ResNet18-CIFAR10", "DDC-ResNet34-CIFAR10", "DDC-VGG11-CIFAR10", "DDC-VGG16-CIFAR10",
+             "DDC-VGG19-CIFAR10", "DDC-MobileNetV2-CIFAR10",
              "DDC-ResNet18-CIFAR100", "DDC-LeNet5-MNIST", "DDC-VGG11-MNIST", "DDC-ResNet18-CIFAR10-Vehicles",
              "DDC-ResNet18-CIFAR10-Animals"}
     assert set(registration.LIVE_IDS) == {f"{name}-v0" for name in names}
