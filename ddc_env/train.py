@@ -75,14 +75,16 @@ class Precision:
 
     @classmethod
     def for_device(cls, device: torch.device, amp: str = "auto", channels_last: str | bool = "auto") -> "Precision":
-        """``amp``: "auto" (bf16 where fast), "bf16", "fp16" (CUDA only) or "off"."""
+        """``amp``: "auto" (bf16 where fast), "bf16", "fp16" (CUDA only) or "off". ``channels_last`` "auto": on a CPU
+        always (oneDNN's fp32 kernels are faster in it too, depthwise convs several times: ``bench/memory_format.py``),
+        on a GPU with mixed precision."""
         check_choice(amp, "amp", AMP_MODES)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}.get(amp)
         if amp == "auto":
             dtype = torch.bfloat16 if bf16_supported(device) else None
         if dtype is torch.float16 and device.type != "cuda":
             raise ValueError("amp='fp16' needs a CUDA device; use 'bf16' or 'off' on CPU")
-        cl = (dtype is not None) if channels_last == "auto" else bool(channels_last)
+        cl = (dtype is not None or device.type == "cpu") if channels_last == "auto" else bool(channels_last)
         return cls(dtype, cl)
 
     @property
