@@ -20,11 +20,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddc_env.arch import NetSpec
+from ddc_env.distill import distillation_loss
 from ddc_env.paths import atomic_write_bytes, atomic_write_text
 from ddc_env.scoring import LiveScorer
 from ddc_env.store import ResultsStore, make_key
 from ddc_env.task import Task
-from ddc_env.train import LoopResult
+from ddc_env.train import LoopResult, chunks
 
 
 def _slug(label: str) -> str:
@@ -57,6 +58,24 @@ class Context:
         """KD-train ``net`` in place from the teacher's cached logits (the env's recipe; ``epochs`` and ``lr``
         default to the fidelity's)."""
         return self.distiller.distill(net, epochs=epochs, lr=lr)
+
+    def kd_backward(self, net: nn.Module, n_images: int) -> None:
+        """Accumulate into ``net``'s ``.grad`` the KD loss's gradient over the first ``n_images`` of the cached first
+        augmentation view, in training mode as fine-tuning sees them (for gradient-based pruning criteria); the
+        caller zeroes the gradients afterwards."""
+        images, teacher_logits = self.distiller.teacher_views()
+        n = min(n_images, images.shape[1])
+        labels, loss_fn = self.distiller.train_y, distillation_loss(self.distiller.fidelity)
+        was_training = net.training
+        net.train()
+        try:
+            for s in chunks(n, self.distiller.fidelity.batch_size):
+                x = self.precision.inputs(self.distiller.normalized(images[0, s]))
+                with self.precision.autocast(self.device):
+                    out = net(x)
+                loss_fn(out, labels[s], teacher_logits[0, s]).backward()
+        finally:
+            net.train(was_training)
 
     def train_images(self, n: int | None = None) -> torch.Tensor:
         """The first ``n`` training images the fidelity trains on, normalised (for calibration, ranking)."""

@@ -32,8 +32,6 @@ from torch import nn
 
 from ddc_env.arch import (Block, Conv, Linear, NetSpec, channel_counts, inherit, l1_importance, stream_groups,
                           with_channels)
-from ddc_env.distill import distillation_loss
-from ddc_env.train import chunks
 from ddc_env.validate import check_choice, check_int, check_number
 
 from .common import Context
@@ -97,22 +95,12 @@ def taylor_importance(net: nn.Module, spec: NetSpec, ctx: Context, n_images: int
         elif isinstance(u, Linear) and u.name != classifier:
             watch(u.name, u.name, module)
 
-    images, teacher_logits = ctx.distiller.teacher_views()
-    n = min(n_images, images.shape[1])
-    labels, loss_fn = ctx.distiller.train_y, distillation_loss(ctx.distiller.fidelity)
-    was_training = net.training
-    net.train()
     try:
-        for s in chunks(n, ctx.distiller.fidelity.batch_size):
-            x = ctx.precision.inputs(ctx.distiller.normalized(images[0, s]))
-            with ctx.precision.autocast(ctx.device):
-                out = net(x)
-            loss_fn(out, labels[s], teacher_logits[0, s]).backward()
+        ctx.kd_backward(net, n_images)
     finally:
         for h in handles:
             h.remove()
         net.zero_grad(set_to_none=True)
-        net.train(was_training)
     importance: dict[str, torch.Tensor] = {}
     for (space, _layer), score in scores.items():
         normalised = score / score.norm().clamp_min(1e-12)
