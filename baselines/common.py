@@ -12,8 +12,9 @@ import io
 import re
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,10 +27,38 @@ from ddc_env.scoring import LiveScorer
 from ddc_env.store import ResultsStore, make_key
 from ddc_env.task import Task
 from ddc_env.train import LoopResult, chunks
+from ddc_env.validate import check_choice, check_int
 
 
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "model"
+
+
+@dataclass(frozen=True)
+class PruningSchedule:
+    """The prune + KD schedule of the pruning baselines (their ``Kwargs`` extend it): ``steps`` steps whose goals
+    fall geometrically to ``ratio`` times the teacher's ``target`` cost, channels allotted ``allocation``-wise,
+    ``epochs`` of KD after each step (None = the fidelity's) and ``final_epochs`` after the last;
+    ``ranking_images``: the training images a gradient criterion averages over. A subclass lists its
+    ``ALLOCATIONS`` and ``TARGETS`` and checks ``ratio``."""
+
+    ALLOCATIONS: ClassVar[tuple[str, ...]] = ("global", "per_layer")
+    TARGETS: ClassVar[tuple[str, ...]] = ("params", "flops")
+
+    allocation: str = "global"
+    target: str = "params"
+    ratio: float = 0.25
+    steps: int = 4
+    epochs: int | None = None
+    final_epochs: int = 0
+    ranking_images: int = 1024
+
+    def __post_init__(self) -> None:
+        check_choice(self.allocation, "allocation", self.ALLOCATIONS)
+        check_choice(self.target, "target", self.TARGETS)
+        for name, low in (("steps", 1), ("final_epochs", 0), ("ranking_images", 1)):
+            check_int(getattr(self, name), name, minimum=low)
+        check_int(self.epochs, "epochs", optional=True)
 
 
 class Context:
@@ -135,4 +164,4 @@ class Context:
         return time.perf_counter() - self._started
 
 
-__all__ = ["Context"]
+__all__ = ["Context", "PruningSchedule"]

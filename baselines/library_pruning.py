@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch_pruning as tp
@@ -43,43 +43,34 @@ from ddc_env.arch import Net, NetSpec, channel_counts, inherit, round_channels, 
 from ddc_env.latency import LatencyModel
 from ddc_env.validate import check_choice, check_int, check_number, check_numbers
 
-from .common import Context
+from .common import Context, PruningSchedule
 
 IMPORTANCES = ("magnitude", "taylor", "group_norm")
-ALLOCATIONS = ("global", "per_layer", "sensitivity")
-TARGETS = ("params", "flops", "latency")
 TOLERANCE = 0.02  # the ratio search stops once a step's cost is within 2% below its goal
 SEARCH_STEPS = 14  # bisection steps at most: a resolution of 6e-5 of the ratio, below one channel in 4,000
 
 
 @dataclass(frozen=True)
-class Kwargs:
-    """``ratio``: target student/teacher ``target`` ratio (1 = no pruning); ``steps``: prune + fine-tune steps;
-    ``epochs``: KD epochs after each step (None = the fidelity's); ``final_epochs``: KD epochs after the last step;
-    ``round_to`` / ``min_channels``: channel rounding and floor (None = the task's); ``ranking_images``: training
-    images the Taylor gradients average over; ``sensitivity_ratios`` / ``max_drop``: the ratios each space is tried
-    at and the largest validation accuracy drop (a fraction, 0.02 = 2 points) a safe ratio may cost."""
+class Kwargs(PruningSchedule):
+    """The schedule (:class:`~.common.PruningSchedule`; ``ratio`` in (0, 1], 1 = no pruning; ``ranking_images``
+    for the Taylor gradients), the ``importance`` criterion, ``round_to`` / ``min_channels`` (channel rounding and
+    floor, None = the task's), and for the sensitivity allocation ``sensitivity_ratios`` / ``max_drop``: the ratios
+    each space is tried at and the largest validation accuracy drop (a fraction, 0.02 = 2 points) a safe ratio may
+    cost."""
+
+    ALLOCATIONS: ClassVar[tuple[str, ...]] = ("global", "per_layer", "sensitivity")
+    TARGETS: ClassVar[tuple[str, ...]] = ("params", "flops", "latency")
 
     importance: str = "magnitude"
-    allocation: str = "global"
-    target: str = "params"
-    ratio: float = 0.25
-    steps: int = 4
-    epochs: int | None = None
-    final_epochs: int = 0
     round_to: int | None = None
     min_channels: int | None = None
-    ranking_images: int = 1024
     sensitivity_ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
     max_drop: float = 0.02
 
     def __post_init__(self) -> None:
-        for name, allowed in (("importance", IMPORTANCES), ("allocation", ALLOCATIONS), ("target", TARGETS)):
-            check_choice(getattr(self, name), name, allowed)
+        super().__post_init__()
+        check_choice(self.importance, "importance", IMPORTANCES)
         check_number(self.ratio, "ratio", minimum=0.0, maximum=1.0, exclusive_minimum=True)
-        for name, low in (("steps", 1), ("final_epochs", 0), ("ranking_images", 1)):
-            check_int(getattr(self, name), name, minimum=low)
-        check_int(self.epochs, "epochs", optional=True)
         for name in ("round_to", "min_channels"):
             check_int(getattr(self, name), name, minimum=1, optional=True)
         ratios = check_numbers(self.sensitivity_ratios, "sensitivity_ratios", minimum=0.0, maximum=1.0,
@@ -291,7 +282,7 @@ class SpacePruner:
 # ------------------------------------------------------------------------------------------ sensitivity
 
 
-def _copy_with_gradients(net: nn.Module) -> nn.Module:
+def _copy_with_gradients(net: Net) -> Net:
     """A deep copy of ``net`` whose parameters also carry copies of ``net``'s gradients."""
     twin = copy.deepcopy(net)
     for mine, theirs in zip(twin.parameters(), net.parameters()):
@@ -299,7 +290,7 @@ def _copy_with_gradients(net: nn.Module) -> nn.Module:
     return twin
 
 
-def sensitivity(ctx: Context, net: nn.Module, make_pruner: Callable[[nn.Module], SpacePruner],
+def sensitivity(ctx: Context, net: Net, make_pruner: Callable[[Net], SpacePruner],
                 ratios: tuple[float, ...], max_drop: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Li et al.'s sensitivity analysis: each channel space of ``net`` pruned alone at each of ``ratios`` (by the
     pruner's importance), BatchNorm recalibrated, validation accuracy measured without training. Returns each
@@ -354,14 +345,14 @@ def run(ctx: Context, *, importance: str, allocation: str, target: str, ratio: f
     cost_of = _cost(ctx, target)
     teacher_cost = cost_of(ctx.teacher_spec)
     spec = ctx.task.student_spec({})  # the teacher's architecture (its classifier narrowed to a class subset)
-    net: nn.Module = ctx.precision.prepare(inherit(ctx.teacher_net, ctx.teacher_spec, spec,
-                                                   class_indices=ctx.task.class_indices).to(ctx.device))
+    net = ctx.precision.prepare(inherit(ctx.teacher_net, ctx.teacher_spec, spec,
+                                        class_indices=ctx.task.class_indices).to(ctx.device))
     criterion = make_importance(importance)
     teacher_counts = channel_counts(spec)
     rounding = {"teacher_counts": teacher_counts, "round_to": round_to or ctx.task.channel_round,
                 "min_channels": min_channels or ctx.task.min_channels}
 
-    def make_pruner(module: nn.Module) -> SpacePruner:
+    def make_pruner(module: Net) -> SpacePruner:
         return SpacePruner(module, module.spec, criterion, **rounding)
 
     def gradients() -> None:
@@ -380,7 +371,7 @@ def run(ctx: Context, *, importance: str, allocation: str, target: str, ratio: f
         pruner = make_pruner(net)
 
         def cost(counts: Mapping[str, int]) -> float:
-            return cost_of(with_channels(spec, counts))
+            return cost_of(with_channels(pruner.spec, counts))
 
         if allocation == "global":
             knob, plan = pruner.reach(goal, cost, float, pruner.global_limit)

@@ -32,37 +32,23 @@ from torch import nn
 
 from ddc_env.arch import (Block, Conv, Linear, NetSpec, channel_counts, inherit, l1_importance, stream_groups,
                           with_channels)
-from ddc_env.validate import check_choice, check_int, check_number
+from ddc_env.validate import check_choice, check_number
 
-from .common import Context
+from .common import Context, PruningSchedule
 
 RANKINGS = ("taylor", "l1")
-ALLOCATIONS = ("global", "per_layer")
-TARGETS = ("params", "flops")
 
 
 @dataclass(frozen=True)
-class Kwargs:
-    """``ratio``: target student/teacher ``target`` (params or FLOPs) ratio; ``steps``: prune + fine-tune
-    steps; ``epochs``: KD epochs after each step (None = the fidelity's); ``final_epochs``: KD epochs after
-    the last step; ``ranking_images``: training images the Taylor criterion averages over."""
+class Kwargs(PruningSchedule):
+    """The schedule (:class:`~.common.PruningSchedule`; ``ratio`` in (0, 1)) and the ``ranking`` criterion."""
 
     ranking: str = "taylor"
-    allocation: str = "global"
-    target: str = "params"
-    ratio: float = 0.25
-    steps: int = 4
-    epochs: int | None = None
-    final_epochs: int = 0
-    ranking_images: int = 1024
 
     def __post_init__(self) -> None:
-        for name, allowed in (("ranking", RANKINGS), ("allocation", ALLOCATIONS), ("target", TARGETS)):
-            check_choice(getattr(self, name), name, allowed)
+        super().__post_init__()
+        check_choice(self.ranking, "ranking", RANKINGS)
         check_number(self.ratio, "ratio", minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
-        for name, low in (("steps", 1), ("final_epochs", 0), ("ranking_images", 1)):
-            check_int(getattr(self, name), name, minimum=low)
-        check_int(self.epochs, "epochs", optional=True)
 
 
 # ------------------------------------------------------------------------------------------------ ranking

@@ -141,7 +141,8 @@ def test_the_baseline_runs_through_ddc_baseline_into_the_results_store(tmp_path,
     assert "magnitude global params 0.3: val_acc" in capsys.readouterr().out
     (result,) = json.loads((run / "summary.json").read_text())["results"]
     record = result["record"]
-    assert 0.3 * (1 - 2 * TOLERANCE) <= record["param_ratio"] <= 0.3 and result["reached_ratio"] == record["param_ratio"]
+    assert 0.3 * (1 - 2 * TOLERANCE) <= record["param_ratio"] <= 0.3  # two-channel steps on this task
+    assert result["reached_ratio"] == record["param_ratio"]
     assert 0.0 <= record["val_acc"] <= 1.0 and record["teacher_val_acc"] > 0.5
     spec = NetSpec.from_json((run / result["model"]["spec"]).read_text())
     net = build(spec)
@@ -165,7 +166,8 @@ def test_sensitivity_prunes_no_space_past_its_safe_ratio(tmp_path, synth_teacher
     assert result["safe_ratios"]["conv2"] == 0.0  # on this teacher conv2 is sensitive: left as it is
     # so the goal is out of reach: every space stops exactly at its safe ratio (Li et al.'s allocation)
     assert result["reached_ratio"] > 0.2
-    assert result["channels"] == {s: round_channels(c, 1 - result["safe_ratios"][s], 2, 2) for s, c in teacher.items()}
+    safe = result["safe_ratios"]
+    assert result["channels"] == {s: round_channels(c, 1 - safe[s], 2, 2) for s, c in teacher.items()}
 
 
 @pytest.mark.parametrize("kwargs, message", [
