@@ -46,6 +46,8 @@ BASELINES: Mapping[str, BaselineEntry] = MappingProxyType({
     "uniform": BaselineEntry(_PKG + "uniform", "one width multiplier for every unit, KD fine-tuned"),
     "pakd": BaselineEntry(_PRUNE, "PaKD: alternate per-layer structured pruning and KD over several stages",
                           {"allocation": "per_layer", "ranking": "l1"}),
+    "torch_pruning": BaselineEntry(_PKG + "library_pruning", "structural pruning by the torch-pruning library "
+                                                             "(DepGraph) + KD fine-tuning"),
     "kd_student": BaselineEntry(_PKG + "kd_student", "KD into a fixed hand-designed student (DDC's small VGG)"),
     "kd_pyramid": BaselineEntry(_PKG + "kd_student", "teacher-assistant chain: teacher -> assistants -> "
                                                         "student, each distilled from the previous",

@@ -12,23 +12,53 @@ import io
 import re
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ddc_env.arch import NetSpec
+from ddc_env.distill import distillation_loss
 from ddc_env.paths import atomic_write_bytes, atomic_write_text
 from ddc_env.scoring import LiveScorer
 from ddc_env.store import ResultsStore, make_key
 from ddc_env.task import Task
-from ddc_env.train import LoopResult
+from ddc_env.train import LoopResult, chunks
+from ddc_env.validate import check_choice, check_int
 
 
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "model"
+
+
+@dataclass(frozen=True)
+class PruningSchedule:
+    """The prune + KD schedule of the pruning baselines (their ``Kwargs`` extend it): ``steps`` steps whose goals
+    fall geometrically to ``ratio`` times the teacher's ``target`` cost, channels allotted ``allocation``-wise,
+    ``epochs`` of KD after each step (None = the fidelity's) and ``final_epochs`` after the last;
+    ``ranking_images``: the training images a gradient criterion averages over. A subclass lists its
+    ``ALLOCATIONS`` and ``TARGETS`` and checks ``ratio``."""
+
+    ALLOCATIONS: ClassVar[tuple[str, ...]] = ("global", "per_layer")
+    TARGETS: ClassVar[tuple[str, ...]] = ("params", "flops")
+
+    allocation: str = "global"
+    target: str = "params"
+    ratio: float = 0.25
+    steps: int = 4
+    epochs: int | None = None
+    final_epochs: int = 0
+    ranking_images: int = 1024
+
+    def __post_init__(self) -> None:
+        check_choice(self.allocation, "allocation", self.ALLOCATIONS)
+        check_choice(self.target, "target", self.TARGETS)
+        for name, low in (("steps", 1), ("final_epochs", 0), ("ranking_images", 1)):
+            check_int(getattr(self, name), name, minimum=low)
+        check_int(self.epochs, "epochs", optional=True)
 
 
 class Context:
@@ -57,6 +87,24 @@ class Context:
         """KD-train ``net`` in place from the teacher's cached logits (the env's recipe; ``epochs`` and ``lr``
         default to the fidelity's)."""
         return self.distiller.distill(net, epochs=epochs, lr=lr)
+
+    def kd_backward(self, net: nn.Module, n_images: int) -> None:
+        """Accumulate into ``net``'s ``.grad`` the KD loss's gradient over the first ``n_images`` of the cached first
+        augmentation view, in training mode as fine-tuning sees them (for gradient-based pruning criteria); the
+        caller zeroes the gradients afterwards."""
+        images, teacher_logits = self.distiller.teacher_views()
+        n = min(n_images, images.shape[1])
+        labels, loss_fn = self.distiller.train_y, distillation_loss(self.distiller.fidelity)
+        was_training = net.training
+        net.train()
+        try:
+            for s in chunks(n, self.distiller.fidelity.batch_size):
+                x = self.precision.inputs(self.distiller.normalized(images[0, s]))
+                with self.precision.autocast(self.device):
+                    out = net(x)
+                loss_fn(out, labels[s], teacher_logits[0, s]).backward()
+        finally:
+            net.train(was_training)
 
     def train_images(self, n: int | None = None) -> torch.Tensor:
         """The first ``n`` training images the fidelity trains on, normalised (for calibration, ranking)."""
@@ -116,4 +164,4 @@ class Context:
         return time.perf_counter() - self._started
 
 
-__all__ = ["Context"]
+__all__ = ["Context", "PruningSchedule"]

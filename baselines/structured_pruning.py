@@ -31,39 +31,23 @@ import torch
 from torch import nn
 
 from ddc_env.arch import NetSpec, channel_counts, channel_spaces, inherit, inner_key, l1_importance, with_channels
-from ddc_env.distill import distillation_loss
-from ddc_env.train import chunks
-from ddc_env.validate import check_choice, check_int, check_number
+from ddc_env.validate import check_choice, check_number
 
-from .common import Context
+from .common import Context, PruningSchedule
 
 RANKINGS = ("taylor", "l1")
-ALLOCATIONS = ("global", "per_layer")
-TARGETS = ("params", "flops")
 
 
 @dataclass(frozen=True)
-class Kwargs:
-    """``ratio``: target student/teacher ``target`` (params or FLOPs) ratio; ``steps``: prune + fine-tune
-    steps; ``epochs``: KD epochs after each step (None = the fidelity's); ``final_epochs``: KD epochs after
-    the last step; ``ranking_images``: training images the Taylor criterion averages over."""
+class Kwargs(PruningSchedule):
+    """The schedule (:class:`~.common.PruningSchedule`; ``ratio`` in (0, 1)) and the ``ranking`` criterion."""
 
     ranking: str = "taylor"
-    allocation: str = "global"
-    target: str = "params"
-    ratio: float = 0.25
-    steps: int = 4
-    epochs: int | None = None
-    final_epochs: int = 0
-    ranking_images: int = 1024
 
     def __post_init__(self) -> None:
-        for name, allowed in (("ranking", RANKINGS), ("allocation", ALLOCATIONS), ("target", TARGETS)):
-            check_choice(getattr(self, name), name, allowed)
+        super().__post_init__()
+        check_choice(self.ranking, "ranking", RANKINGS)
         check_number(self.ratio, "ratio", minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
-        for name, low in (("steps", 1), ("final_epochs", 0), ("ranking_images", 1)):
-            check_int(getattr(self, name), name, minimum=low)
-        check_int(self.epochs, "epochs", optional=True)
 
 
 # ------------------------------------------------------------------------------------------------ ranking
@@ -93,22 +77,12 @@ def taylor_importance(net: nn.Module, spec: NetSpec, ctx: Context, n_images: int
                 for i, module in enumerate(modules):
                     watch(space, f"{u.name}[{part}:{i}]", module)
 
-    images, teacher_logits = ctx.distiller.teacher_views()
-    n = min(n_images, images.shape[1])
-    labels, loss_fn = ctx.distiller.train_y, distillation_loss(ctx.distiller.fidelity)
-    was_training = net.training
-    net.train()
     try:
-        for s in chunks(n, ctx.distiller.fidelity.batch_size):
-            x = ctx.precision.inputs(ctx.distiller.normalized(images[0, s]))
-            with ctx.precision.autocast(ctx.device):
-                out = net(x)
-            loss_fn(out, labels[s], teacher_logits[0, s]).backward()
+        ctx.kd_backward(net, n_images)
     finally:
         for h in handles:
             h.remove()
         net.zero_grad(set_to_none=True)
-        net.train(was_training)
     importance: dict[str, torch.Tensor] = {}
     for (space, _layer), score in scores.items():
         normalised = score / score.norm().clamp_min(1e-12)
