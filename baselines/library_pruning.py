@@ -6,7 +6,8 @@ The teacher's module (a copy, its classifier narrowed to the task's classes) is 
 consumers) and removes them together. Each of ``steps`` steps picks the pruning ratio that brings the network to that
 step's goal (goals fall geometrically to ``ratio`` times the teacher's params, FLOPs or model latency), by bisection
 on what torch-pruning would remove; then prunes, maps the module back to a :class:`~ddc_env.arch.NetSpec`
-(:func:`spec_of_pruned`), recalibrates BatchNorm and fine-tunes by KD. A last fine-tune of ``final_epochs`` follows.
+(:func:`ddc_env.arch.spec_of_pruned`), recalibrates BatchNorm and fine-tunes by KD. A last fine-tune of
+``final_epochs`` follows.
 Since every result is a spec, its params, FLOPs and latency come from the same code as every other record.
 
 The library prunes only the env's channel spaces (:func:`~ddc_env.arch.channel_counts`): any layer whose outputs
@@ -39,7 +40,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from ddc_env.arch import Net, NetSpec, channel_counts, inherit, round_channels, with_channels
+from ddc_env.arch import (Net, NetSpec, channel_counts, channel_dims, inherit, round_channels, spec_of_pruned,
+                          with_channels)
 from ddc_env.latency import LatencyModel
 from ddc_env.validate import check_choice, check_int, check_number, check_numbers
 
@@ -77,67 +79,6 @@ class Kwargs(PruningSchedule):
                                exclusive_minimum=True, exclusive_maximum=True)
         object.__setattr__(self, "sensitivity_ratios", tuple(sorted(set(ratios))))
         check_number(self.max_drop, "max_drop", minimum=0.0, maximum=1.0)
-
-
-# ------------------------------------------------------------------------------------- module -> NetSpec
-
-
-def _meta_shapes(spec: NetSpec) -> dict[str, tuple[int, ...]]:
-    """State-dict shapes of ``spec``'s module, built on the meta device (no memory, no initialisation)."""
-    with torch.device("meta"):
-        net = Net(spec)
-    return {key: tuple(value.shape) for key, value in net.state_dict().items()}
-
-
-def channel_dims(spec: NetSpec) -> dict[tuple[str, int], tuple[str, int]]:
-    """Every state-dict tensor dim a channel space of ``spec`` sizes: (key, dim) -> (space, entries per channel).
-
-    Found without knowing any unit kind: ``spec`` and ``spec`` with one channel more in a space are built on the meta
-    device and their state-dict shapes compared; a dim that grows belongs to that space, by as many entries as it
-    grew (one, or H*W for a Linear reading flattened maps). A dim two spaces size is refused."""
-    base = _meta_shapes(spec)
-    sized: dict[tuple[str, int], tuple[str, int]] = {}
-    for space, count in channel_counts(spec).items():
-        wider = _meta_shapes(with_channels(spec, {space: count + 1}))
-        if wider.keys() != base.keys():
-            raise ValueError(f"widening channel space {space!r} changes the module's state-dict keys")
-        for key, shape in base.items():
-            for dim, (before, after) in enumerate(zip(shape, wider[key])):
-                if before == after:
-                    continue
-                if (key, dim) in sized:
-                    raise ValueError(f"{key} dim {dim} is sized by both {sized[key, dim][0]!r} and {space!r}")
-                if before != count * (after - before):
-                    raise ValueError(f"{key} dim {dim} ({before}) is not a multiple of channel space {space!r}")
-                sized[key, dim] = (space, after - before)
-    return sized
-
-
-def spec_of_pruned(spec: NetSpec, state: Mapping[str, torch.Tensor]) -> NetSpec:
-    """The spec of a module that was built from ``spec`` and then pruned in place (same state-dict keys, narrower
-    tensors), e.g. by torch-pruning: ``with_channels(spec, counts)``, each channel space's count read off the tensor
-    dims it sizes (:func:`channel_dims`).
-
-    Raises ValueError unless every tensor dim of one space tells the same count (a residual stream pruned in one
-    block but not the next cannot be a spec) and the result's module has exactly the pruned state dict's keys and
-    shapes, so ``build(result).load_state_dict(state)`` (strict) always works."""
-    counts: dict[str, int] = {}
-    for (key, dim), (space, per_channel) in channel_dims(spec).items():
-        size = state[key].shape[dim]
-        if size % per_channel:
-            raise ValueError(f"{key} dim {dim} has {size} entries, not a multiple of {per_channel} per channel")
-        count = size // per_channel
-        if counts.setdefault(space, count) != count:
-            raise ValueError(f"channel space {space!r} is {counts[space]} channels wide in one tensor but {count} "
-                             f"in {key} dim {dim}")
-    pruned = with_channels(spec, counts)
-    expected = _meta_shapes(pruned)
-    actual = {key: tuple(value.shape) for key, value in state.items()}
-    if expected != actual:
-        wrong = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
-        raise ValueError(f"the pruned module is no spec's: {wrong[0]} is {actual.get(wrong[0])}, its spec's "
-                         f"{expected.get(wrong[0])} ({len(wrong)} tensor(s) differ)")
-    return pruned
 
 
 # ------------------------------------------------------------------------------------- pruning by spaces

@@ -13,11 +13,12 @@ import yaml
 
 from ddc_env.arch import NetSpec, build, channel_counts, round_channels, with_channels
 from ddc_env.baselines import BASELINES
-from ddc_env.baselines.library_pruning import TOLERANCE, SpacePruner, channel_dims, make_importance, spec_of_pruned
+from ddc_env.arch import channel_dims, spec_of_pruned
+from ddc_env.baselines.library_pruning import TOLERANCE, SpacePruner, make_importance
 from ddc_env.cli import main
 from ddc_env.metrics import count_params
 from ddc_env.models import get_model_spec
-from ddc_env.models.builders import ddc_small_vgg
+from ddc_env.models import ddc_small_vgg
 from ddc_env.store import ResultsStore
 
 

@@ -36,6 +36,14 @@ class Net(nn.Module):
         return x
 
 
+def state_dict_shapes(spec: NetSpec) -> dict[str, torch.Size]:
+    """Key -> shape of every entry of ``build(spec).state_dict()``, from a module built on the meta device (no memory,
+    no initialisation)."""
+    with torch.device("meta"):
+        net = Net(spec)
+    return {key: value.shape for key, value in net.state_dict().items()}
+
+
 def build(spec: NetSpec) -> Net:
     """Build a randomly initialised torch module (torchvision's init for ResNets) for ``spec``."""
     net = Net(spec)

@@ -12,10 +12,14 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import torch
+
+from .build import state_dict_shapes
 from .spec import NetSpec, Unit
 from .units import NEW, PASS
 
-__all__ = ["INPUT", "Spaces", "channel_counts", "channel_spaces", "inner_key", "stream_groups", "with_channels"]
+__all__ = ["INPUT", "Spaces", "channel_counts", "channel_dims", "channel_spaces", "inner_key", "spec_of_pruned",
+           "stream_groups", "with_channels"]
 
 INPUT = "<input>"  # the network's input channels
 
@@ -86,3 +90,54 @@ def with_channels(spec: NetSpec, counts: Mapping[str, int]) -> NetSpec:
     """``spec`` with the channel spaces in ``counts`` (keys as :func:`channel_counts`'s) set to exact counts."""
     spaces = channel_spaces(spec)
     return dataclasses.replace(spec, units=tuple(resized_unit(u, spaces, counts) for u in spec.units))
+
+
+def channel_dims(spec: NetSpec) -> dict[tuple[str, int], tuple[str, int]]:
+    """Every state-dict tensor dim a channel space of ``spec`` sizes: (key, dim) -> (space, entries per channel).
+
+    Found without knowing any unit kind: ``spec`` and ``spec`` with one channel more in a space are built on the meta
+    device and their state-dict shapes compared; a dim that grows belongs to that space, by as many entries as it
+    grew (one, or H*W for a Linear reading flattened maps). A dim two spaces size is refused."""
+    base = state_dict_shapes(spec)
+    sized: dict[tuple[str, int], tuple[str, int]] = {}
+    for space, count in channel_counts(spec).items():
+        wider = state_dict_shapes(with_channels(spec, {space: count + 1}))
+        if wider.keys() != base.keys():
+            raise ValueError(f"widening channel space {space!r} changes the module's state-dict keys")
+        for key, shape in base.items():
+            for dim, (before, after) in enumerate(zip(shape, wider[key])):
+                if before == after:
+                    continue
+                if (key, dim) in sized:
+                    raise ValueError(f"{key} dim {dim} is sized by both {sized[key, dim][0]!r} and {space!r}")
+                if before != count * (after - before):
+                    raise ValueError(f"{key} dim {dim} ({before}) is not a multiple of channel space {space!r}")
+                sized[key, dim] = (space, after - before)
+    return sized
+
+
+def spec_of_pruned(spec: NetSpec, state: Mapping[str, torch.Tensor]) -> NetSpec:
+    """The spec of a module that was built from ``spec`` and then pruned in place (same state-dict keys, narrower
+    tensors), e.g. by torch-pruning: ``with_channels(spec, counts)``, each channel space's count read off the tensor
+    dims it sizes (:func:`channel_dims`).
+
+    Raises ValueError unless every tensor dim of one space tells the same count (a residual stream pruned in one
+    block but not the next cannot be a spec) and the result's module has exactly the pruned state dict's keys and
+    shapes, so ``build(result).load_state_dict(state)`` (strict) always works."""
+    counts: dict[str, int] = {}
+    for (key, dim), (space, per_channel) in channel_dims(spec).items():
+        size = state[key].shape[dim]
+        if size % per_channel:
+            raise ValueError(f"{key} dim {dim} has {size} entries, not a multiple of {per_channel} per channel")
+        count = size // per_channel
+        if counts.setdefault(space, count) != count:
+            raise ValueError(f"channel space {space!r} is {counts[space]} channels wide in one tensor but {count} "
+                             f"in {key} dim {dim}")
+    pruned = with_channels(spec, counts)
+    expected = state_dict_shapes(pruned)
+    actual = {key: value.shape for key, value in state.items()}
+    if expected != actual:
+        wrong = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
+        raise ValueError(f"the pruned module is no spec's: {wrong[0]} is {actual.get(wrong[0])}, its spec's "
+                         f"{expected.get(wrong[0])} ({len(wrong)} tensor(s) differ)")
+    return pruned

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..arch.build import Net, module_key
+from ..arch.build import Net, module_key, state_dict_shapes
 from ..arch.spec import NetSpec
 from .registry import MODELS, get_model_entry
 from .resnet import torchvision_resnet_key
@@ -27,17 +27,6 @@ _RESNETS: dict[tuple[tuple[int, ...], bool], str] = {
 }
 
 
-def _meta_net(spec: NetSpec) -> Net:
-    """The module of ``spec`` without allocating or initialising weights (for key names and shapes)."""
-    with torch.device("meta"):
-        return Net(spec)
-
-
-def state_dict_shapes(spec: NetSpec) -> dict[str, torch.Size]:
-    """Key -> shape of every entry of ``build(spec).state_dict()`` (our layout), without building weights."""
-    return {k: v.shape for k, v in _meta_net(spec).state_dict().items()}
-
-
 def torchvision_key_map(spec: NetSpec) -> dict[str, str]:
     """Our state-dict key -> torchvision's, for every entry of ``build(spec).state_dict()``. The spec's model (its
     ``arch``) says how torchvision names its weights (``register_model(torchvision_key=...)``); a spec of no registered
@@ -46,7 +35,7 @@ def torchvision_key_map(spec: NetSpec) -> dict[str, str]:
     key = entry.torchvision_key if entry is not None and entry.torchvision_key is not None else torchvision_resnet_key
     units = {module_key(u.name): u for u in spec.units}
     mapping = {}
-    for our_key in _meta_net(spec).state_dict():
+    for our_key in state_dict_shapes(spec):
         _, unit_key, rest = our_key.split(".", 2)
         mapping[our_key] = key(units[unit_key], rest)
     return mapping
