@@ -275,7 +275,7 @@ def _cost(ctx: Context, target: str) -> Callable[[NetSpec], float]:
         return lambda spec: spec.params
     if target == "flops":
         return lambda spec: spec.flops
-    model = ctx.scorer.latency_model or LatencyModel(ctx.scorer.protocol)
+    model = ctx.scorer.latency_model() or LatencyModel(ctx.scorer.protocol)
     return model.predict_ms
 
 

@@ -110,7 +110,7 @@ def main() -> None:
     task = load_task(TaskConfig(model="resnet18", teacher=str(args.shared / "teachers" / "resnet18_cifar10jpeg.pt"),
                                 dataset="cifar10_jpeg", data_dir=str(args.shared / "data" / "cifar10_jpeg")))
     scorer = LiveScorer(task, args.final, latency="model", device="cpu")
-    latency = scorer.latency_model
+    latency = scorer.latency_model()
     distiller = scorer.distiller
     path = args.out / "results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"seeds": {}}

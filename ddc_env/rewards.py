@@ -1,5 +1,5 @@
 """Named rewards over a metrics record: ``n2n``, ``ddc`` (the paper's), ``calibrated`` (DDC's sigmoids centred on
-the task, the default), budget-constrained, and user callables.
+the task, the default), budget-constrained, ``amc`` (AMC's -error * log(FLOPs) or -error), and user callables.
 
 A metrics record is a plain dict from the evaluator with at least ``status`` ("ok", "diverged"
 or "invalid"), ``val_acc``, ``teacher_val_acc``, ``params``, ``teacher_params``, ``flops``,
@@ -21,6 +21,7 @@ from .validate import check_choice, check_int, check_names, check_number
 
 __all__ = [
     "STATUSES",
+    "AMCReward",
     "BudgetReward",
     "CalibratedReward",
     "DDCReward",
@@ -245,8 +246,30 @@ class BudgetReward:
         return (eps - 1.0) + eps * reward
 
 
+@dataclass(frozen=True)
+class AMCReward:
+    """AMC's rewards (He et al. 2018), from the validation error ``1 - val_acc``: ``objective="flops"`` is
+    ``-error * log(FLOPs)`` (accuracy and compute together), ``"error"`` is ``-error`` (for a search whose actions are
+    clipped to a budget, which then holds for every student). A failed student gets the value of error 1 at the
+    teacher's FLOPs (resp. -1), below every ok student's."""
+
+    objective: Literal["flops", "error"] = "flops"
+
+    def __post_init__(self) -> None:
+        check_choice(self.objective, "objective", ("flops", "error"))
+
+    def __call__(self, record: Mapping[str, Any]) -> float:
+        flops = "flops" if _is_ok(record) else "teacher_flops"
+        error = 1.0 - float(record["val_acc"]) if _is_ok(record) else 1.0
+        if self.objective == "error":
+            return -error
+        if not record.get(flops):
+            raise ValueError(f"record needs {flops!r} (> 0) for the AMC FLOPs reward")
+        return -error * math.log(float(record[flops]))
+
+
 _REWARDS: Mapping[str, RewardFn | type] = MappingProxyType({"n2n": n2n, "ddc": DDCReward, "budget": BudgetReward,
-                                                           "calibrated": CalibratedReward})
+                                                           "calibrated": CalibratedReward, "amc": AMCReward})
 
 
 def make_env_reward(spec: str | Mapping[str, Any] | RewardFn, time: str) -> RewardFn:

@@ -239,6 +239,10 @@ class BenchTable:
 
     def latency_model(self) -> LatencyModel:
         """The latency table the rows were timed with (fixed: nothing is measured)."""
+        return self._latency_model
+
+    @functools.cached_property
+    def _latency_model(self) -> LatencyModel:
         describe = self.latency["describe"]
         fields = ("device", "threads", "batch_size", "warmup", "rounds", "unit_rounds", "unit_round_ms")
         return LatencyModel(LatencyProtocol(**{k: describe[k] for k in fields if k in describe}),

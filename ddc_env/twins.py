@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .env import DDCEnv, check_behaviour
+from .env_config import BEHAVIOUR, REMOVE_BELOW, check_behaviour
+from .episode import CompressionEnv
 from .rewards import RewardFn, make_env_reward
 from .scoring import CachedScorer, Scorer
 from .scoring.surrogate import SurrogateScorer
@@ -45,10 +46,12 @@ class BenchConfig:
     masked_action: str = "nearest"
     seed: int | None = None
     render_mode: str | None = None
+    budget: Mapping[str, float] | None = None
+    remove_below: float = REMOVE_BELOW
 
     def __post_init__(self) -> None:
         check_choice(self.backend, "backend", BACKENDS)
-        check_behaviour(self.action_mode, self.stages, self.masked_action, self.render_mode, self.seed)
+        check_behaviour(**{name: getattr(self, name) for name in BEHAVIOUR if name != "reward"})
         table = BenchTable.load(self.table)
         if self.fidelity is not None:
             table.check_fidelity(self.fidelity)
@@ -75,7 +78,7 @@ def make_twin_scorer(config: BenchConfig) -> Scorer:
     return CachedScorer(inner)
 
 
-class DDCBenchEnv(DDCEnv):
+class DDCBenchEnv(CompressionEnv):
     """The benchmark twin of a live DDC env: same action and observation spaces, masks, rewards and ``info`` keys,
     with students scored from a shipped benchmark table (``backend="table"``: every student of the space, as the
     live scorer measured it) or its surrogate (``backend="surrogate"``: a model fit on the table predicts any
@@ -88,7 +91,8 @@ class DDCBenchEnv(DDCEnv):
     - ``train_seed`` (table only): which training seed's row a student gets: a seed of the table (default: the
       first, what the live env at that fidelity gives), "random" (drawn per new student from the env's
       ``np_random``: NATS-Bench's ``is_random``) or "mean".
-    - ``reward``, ``action_mode``, ``stages``, ``masked_action``, ``seed``, ``render_mode``: as :class:`DDCEnv`.
+    - ``reward``, ``action_mode``, ``stages``, ``masked_action``, ``seed``, ``render_mode``, ``budget``,
+      ``remove_below``: as :class:`~ddc_env.env.DDCEnv`.
 
     ``info`` adds ``simulated_seconds``: what the live evaluation took (0.0 for a repeated student, a cache hit as
     in a live search), so a search budget can be counted in evaluations or in simulated time; ``train_seed`` (table:
@@ -101,9 +105,7 @@ class DDCBenchEnv(DDCEnv):
 
     def __init__(self, config: BenchConfig | None = None, **overrides: Any) -> None:
         self.config = cfg = make_bench_config(config, **overrides)
-        self._given_scorer = None
-        self._setup(make_twin_scorer(cfg), reward=cfg.reward, action_mode=cfg.action_mode, stages=cfg.stages,
-                    masked_action=cfg.masked_action, seed=cfg.seed, render_mode=cfg.render_mode)
+        super().__init__(make_twin_scorer(cfg), **{name: getattr(cfg, name) for name in BEHAVIOUR})
 
     @staticmethod
     def make_config(**kwargs: Any) -> BenchConfig:

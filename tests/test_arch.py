@@ -21,6 +21,7 @@ SMALL = {  # zoo models at small input sizes keep the tests fast
     "vgg16": dict(input_size=(32, 32)),
     "vgg19": dict(input_size=(32, 32)),
     "lenet5": dict(),
+    "mobilenet_v2": dict(input_size=(16, 16)),
 }
 
 

@@ -187,7 +187,7 @@ def test_make_reward_does_not_mutate_spec() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", r"allowed names: \['budget', 'calibrated', 'ddc', 'n2n'\]"),
+        ("nope", r"allowed names: \['amc', 'budget', 'calibrated', 'ddc', 'n2n'\]"),
         ({"slope": 3}, "unknown reward None"),
         ({"name": "ddc", "slop": 3}, r"unknown option\(s\) for reward 'ddc' \['slop'\].*acc_threshold.*slope"),
         ({"name": "n2n", "slope": 3}, r"allowed: \[\]"),

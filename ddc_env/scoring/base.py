@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..arch import NetSpec
+from ..latency import LatencyModel
 from ..rewards import ratios
 from ..store import make_key
 from ..task import Task
@@ -81,6 +82,10 @@ class Scorer(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, spec: NetSpec) -> dict[str, Any]:
         """Compute the record of ``spec`` now (no cache), with ``eval_seconds``."""
+
+    def latency_model(self) -> LatencyModel | None:
+        """The latency model whose times the records carry (None: times measured directly, or FLOPs)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The backend, fidelity and time model, for run summaries."""

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..arch import NetSpec
+from ..latency import LatencyModel
 from ..store import ResultsStore
 from .base import Scorer, done_future
 
@@ -43,6 +44,9 @@ class CachedScorer(Scorer):
     @property
     def key(self) -> str:
         return self.inner.key
+
+    def latency_model(self) -> LatencyModel | None:
+        return self.inner.latency_model()
 
     @property
     def concurrent(self) -> bool:  # type: ignore[override]

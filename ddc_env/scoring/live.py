@@ -45,7 +45,7 @@ class LiveScorer(Scorer):
         self.threads = check_int(threads, "threads", minimum=1, optional=True)
         self.latency = check_choice(latency, "latency", LATENCY_MODES)
         self.protocol = latency_protocol or LatencyProtocol()
-        self.latency_model = latency_model or (LatencyModel(self.protocol) if latency == "model" else None)
+        self._latency_model = latency_model or (LatencyModel(self.protocol) if latency == "model" else None)
         self.distiller = Distiller(task, make_fidelity(fidelity), device=device)
         self.fidelity = self.distiller.fidelity.name
         self._teacher_record: dict[str, Any] | None = None
@@ -55,13 +55,16 @@ class LiveScorer(Scorer):
     @property
     def key(self) -> str:
         if self.latency == "model":
-            time_key: dict[str, Any] = {"latency": "model", "table": self.latency_model.key()}
+            time_key: dict[str, Any] = {"latency": "model", "table": self._latency_model.key()}
         elif self.latency == "measured":
             p = self.protocol
             time_key = {"latency": "measured", "device": p.device, "threads": p.threads, "batch": p.batch_size}
         else:
             time_key = {"latency": "flops"}
         return f"{self.distiller.fidelity.hash()}:{json.dumps(time_key, sort_keys=True)}"
+
+    def latency_model(self) -> LatencyModel | None:
+        return self._latency_model
 
     @property
     def time_term(self) -> str:
@@ -70,8 +73,8 @@ class LiveScorer(Scorer):
     def describe(self) -> dict[str, Any]:
         out = {**super().describe(), "fidelity_fields": dataclasses.asdict(self.distiller.fidelity),
                "latency": self.latency}
-        if self.latency_model is not None:
-            out["latency_model"] = self.latency_model.describe()
+        if self._latency_model is not None:
+            out["latency_model"] = self._latency_model.describe()
         elif self.latency == "measured":
             out["latency_protocol"] = dataclasses.asdict(self.protocol)
         return out
@@ -83,7 +86,7 @@ class LiveScorer(Scorer):
             spec = self.task.teacher_spec
             latency = None
             if self.latency == "model":
-                latency = self.latency_model.predict_ms(spec)
+                latency = self._latency_model.predict_ms(spec)
             elif self.latency == "measured":
                 latency = measure_module(self._teacher_for_timing(), self.task.input_shape, self.protocol)[0]
             self._teacher_record = {"val_acc": d.accuracy(d.teacher, teacher=True), "params": spec.params,
@@ -148,7 +151,7 @@ class LiveScorer(Scorer):
         if self.latency == "flops":
             return {"latency_ms": None}
         if self.latency == "model" and spec is not None:
-            return {"latency_ms": self.latency_model.predict_ms(spec)}
+            return {"latency_ms": self._latency_model.predict_ms(spec)}
         paired = measure_paired(timing_copy(net, self.protocol.device), self._teacher_for_timing(),
                                 self.task.input_shape, self.protocol)
         if self.latency == "model":  # a module without a spec (e.g. quantized): the measured ratio, model units

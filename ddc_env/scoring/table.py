@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..arch import NetSpec
+from ..latency import LatencyModel
 from ..tables import BenchTable, TableError
 from .base import Scorer, make_record
 
@@ -32,6 +33,10 @@ class TableBackedScorer(Scorer):
 
     def teacher_record(self) -> dict[str, Any]:
         return dict(self._teacher)
+
+    def latency_model(self) -> LatencyModel:
+        return self.table.latency_model()
+
 
 
 class TableScorer(TableBackedScorer):
