@@ -174,23 +174,23 @@ class DecisionSpace:
                 genes.append(Gene(j, False, len(kept)))
         return tuple(genes)
 
+    def removed(self, genome: Genome) -> set[int]:
+        """The decisions whose unit ``genome`` removes."""
+        return {gene.decision for gene, value in zip(self.genes, genome) if gene.removal and value}
+
     def actions(self, genome: Genome) -> Configuration:
         """The action of every decision under ``genome`` (a decision without a gene keeps its one action)."""
         actions = [kept[0] for kept in self.kept]
-        removed = []
         for gene, value in zip(self.genes, genome):
-            if gene.removal:
-                removed += [gene.decision] * value
-            else:
+            if not gene.removal:
                 actions[gene.decision] = self.kept[gene.decision][value]
-        for j in removed:
-            actions[j] = self.remove
-        return tuple(actions)
+        removed = self.removed(genome)
+        return tuple(self.remove if j in removed else action for j, action in enumerate(actions))
 
     def active(self, genome: Genome) -> list[int]:
         """The genes whose value changes the configuration: all but the width genes of removed units."""
-        removed = {g.decision for g, value in zip(self.genes, genome) if g.removal and value}
-        return [k for k, g in enumerate(self.genes) if g.removal or g.decision not in removed]
+        removed = self.removed(genome)
+        return [k for k, gene in enumerate(self.genes) if gene.removal or gene.decision not in removed]
 
     def sample(self, rng: np.random.Generator) -> Genome:
         """A genome drawn uniformly, gene by gene."""
