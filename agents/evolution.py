@@ -33,7 +33,7 @@ AGENT = "evolution"
 class Hyperparams:
     """Regularized-evolution hyperparameters."""
 
-    population_size: int = 20  # P: members alive; also the number of random configurations to start with
+    population_size: int = 20  # P: members alive; also the number of random genomes to start with
     sample_size: int = 5  # S: members of each tournament
 
     def __post_init__(self) -> None:

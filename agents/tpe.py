@@ -32,8 +32,8 @@ AGENT = "tpe"
 class Hyperparams:
     """TPE hyperparameters."""
 
-    n_startup_trials: int = 10  # random configurations before TPE models the rewards
-    multivariate: bool = True  # one joint Parzen estimator over all decisions (False: one per decision)
+    n_startup_trials: int = 10  # random genomes before TPE models the rewards
+    multivariate: bool = True  # one joint Parzen estimator over all parameters (False: one per parameter)
 
     def __post_init__(self) -> None:
         check_int(self.n_startup_trials, "n_startup_trials", minimum=0)
