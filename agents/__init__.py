@@ -2,8 +2,8 @@
 init_from, **hyperparams)`` that plays episodes through the Gymnasium API until ``log.episodes >= episodes``.
 
 ``AGENTS`` maps an agent name to the module that runs it; modules are imported only when an agent is used,
-so a package one agent needs (sb3-contrib for ``maskable_ppo`` / ``recurrent_ppo``) is imported only by its
-agents.
+so a package one agent needs (sb3-contrib for ``maskable_ppo`` / ``recurrent_ppo``, optuna for ``tpe``, cmaes for
+``cma_es``) is imported only by its agents.
 """
 from __future__ import annotations
 
@@ -75,6 +75,12 @@ AGENTS: Mapping[str, AgentEntry] = MappingProxyType({
                                vectorized=True, requires=("sb3_contrib",)),
     "recurrent_ppo": AgentEntry(_SB3, "sb3-contrib RecurrentPPO (LSTM policy)", {"algo": "recurrent_ppo"},
                                 vectorized=True, requires=("sb3_contrib",)),
+    "evolution": AgentEntry(_PKG + "evolution", "regularized evolution (Real et al. 2019): tournaments, one-decision "
+                                                "mutations, the oldest dies"),
+    "tpe": AgentEntry(_PKG + "tpe", "optuna's TPE sampler, one categorical parameter per decision",
+                      requires=("optuna",)),
+    "cma_es": AgentEntry(_PKG + "cma_es", "CMA-ES with margin (cmaes) on the decisions' positions, narrowest to widest",
+                         requires=("cmaes",)),
     "random": AgentEntry(_PKG + "random_search", "masked uniform random actions (the reference)"),
     "uniform": AgentEntry(_PKG + "uniform", "one episode per width below 1, the same width everywhere"),
 })

@@ -15,7 +15,8 @@ from isolated import run_isolated
 REPO = Path(__file__).resolve().parents[1]
 # installed package -> its folder in the repository (pyproject.toml's package-dir)
 ROOTS = {"ddc_env": REPO / "ddc_env", "ddc_env.agents": REPO / "agents", "ddc_env.baselines": REPO / "baselines"}
-TOOL_ONLY = ("stable_baselines3", "sb3_contrib", "matplotlib", "tensorboard", "torch.utils.tensorboard", "rliable")
+TOOL_ONLY = ("stable_baselines3", "sb3_contrib", "optuna", "cmaes", "matplotlib", "tensorboard",
+             "torch.utils.tensorboard", "rliable")
 ABOVE_LIBRARY = ("ddc_env.agents", "ddc_env.baselines", "ddc_env.cli", "agents", "baselines")
 # what each layer must never import
 FORBIDDEN = {
