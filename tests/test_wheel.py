@@ -36,9 +36,9 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     assert version >= (77, 0), "building the wheel offline needs setuptools>=77 here: pip install 'ddc-env[test]'"
     root = tmp_path_factory.mktemp("wheel")
     src = root / "src"
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(REPO / name, src / name if src.exists() else _mkdir(src) / name)
-    for folder in INSTALLED_AS:
+    for folder in (*INSTALLED_AS, "build_backend"):
         shutil.copytree(REPO / folder, src / folder, ignore=SKIP)
     # PYTHONDONTWRITEBYTECODE makes distutils print "warning: build_py: byte-compiling is disabled": the shell's
     # setting, not the project's
@@ -62,6 +62,21 @@ def test_the_build_prints_no_warning(build: tuple[Path, str]):
     warnings = [line.strip() for line in build[1].splitlines()
                 if re.search(r"warning|would be ignored|ambiguous", line, re.IGNORECASE)]
     assert warnings == []
+
+
+def test_an_editable_build_prints_nothing(tmp_path: Path):
+    """``pip install -e .`` (``make install``) runs the backend's ``build_editable`` hook: it prints no warning and
+    no notice (setuptools' "Editable installation" notice is the one the project's backend leaves out)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'build_backend')!r}); import ddc_build; "
+            f"print(ddc_build.build_editable({str(tmp_path)!r}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120, check=True)
+    [built] = tmp_path.glob("ddc_env-*.whl")
+    assert result.stdout.strip().endswith(built.name)
+    noise = [line for line in result.stderr.splitlines()
+             if re.search(r"warning|notice|careful|editable installation", line, re.IGNORECASE)]
+    assert noise == []
 
 
 def _mkdir(path: Path) -> Path:
