@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ddc_env.paths import atomic_write_text
+from ddc_env.progress import bar_disable
 
 from .common import EpisodeLog, make_hyperparams
 
@@ -65,7 +66,7 @@ def random_search(env: gym.Env, episodes: int, seed: int = 0, progress: bool = T
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     result = SearchResult()
-    with tqdm(total=episodes, desc="random search", unit="episode", disable=not progress) as bar:
+    with tqdm(total=episodes, desc="random search", unit="episode", disable=bar_disable(progress)) as bar:
         for _ in range(episodes):
             reward, info = random_episode(env, rng)
             result.rewards.append(reward)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ddc_env.arch import NetSpec
 from ddc_env.distill import distillation_loss
 from ddc_env.paths import atomic_write_bytes, atomic_write_text
+from ddc_env.progress import bar_disable
 from ddc_env.scoring import LiveScorer
 from ddc_env.store import ResultsStore, make_key
 from ddc_env.task import Task
@@ -80,7 +81,7 @@ class Context:
 
     def bar(self, items: Sequence[Any], desc: str) -> Iterable[Any]:
         """``items`` with a progress bar named ``desc`` (none when the run is quiet)."""
-        return tqdm(items, desc=f"{self.method} {desc}".strip(), disable=not self.progress, leave=False)
+        return tqdm(items, desc=f"{self.method} {desc}".strip(), disable=bar_disable(self.progress), leave=False)
 
     # -- training --------------------------------------------------------------------------------------
     def finetune(self, net: nn.Module, epochs: int | None = None, lr: float | None = None) -> LoopResult | None:

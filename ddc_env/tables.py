@@ -36,6 +36,7 @@ from .distill import Fidelity, make_fidelity
 from .latency import LatencyModel, LatencyProtocol
 from .models.checkpoints import sidecar_path
 from .paths import atomic_writer
+from .progress import bar_disable
 from .registration import env_config
 from .scoring import CachedScorer, LiveScorer, Scorer
 from .store import ResultsStore
@@ -355,7 +356,7 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
             if scorers[label].cached(task.student_spec(choices)) is None]
     start = time.perf_counter()
     with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"table {name}", unit="student",
-              disable=not progress) as bar:
+              disable=bar_disable(progress)) as bar:
         if pool is not None:
             for label, fidelity in labelled:
                 specs = [task.student_spec(choices) for lab, choices in todo if lab == label]

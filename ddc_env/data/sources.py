@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..paths import atomic_writer, ddc_home
+from ..progress import bar_disable
 from .catalog import CIFAR100_COARSE_CLASSES, KNOWN_DATASETS, PACKAGED_DATASETS, TORCHVISION_DATASETS
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -251,7 +252,7 @@ def _decode_all(jpeg: np.ndarray, offsets: np.ndarray, path: Path) -> np.ndarray
 
     n = len(offsets) - 1
     out: np.ndarray | None = None
-    for i in tqdm(range(n), desc=f"decoding {path.name}", unit="img", leave=False, disable=None):
+    for i in tqdm(range(n), desc=f"decoding {path.name}", unit="img", leave=False, disable=bar_disable(True)):
         a, b = int(offsets[i]), int(offsets[i + 1])
         try:
             img = np.asarray(Image.open(io.BytesIO(jpeg[a:b].tobytes())).convert("RGB"))

@@ -28,6 +28,7 @@ from ..arch.build import build
 from ..arch.spec import NetSpec
 from ..data import DataBundle, DataConfig, Split, augment, flips, iterate_batches, load_data, normalize
 from ..paths import teachers_dir
+from ..progress import bar_disable
 from ..train import AMP_MODES, OptimConfig, Precision, chunks, make_optimizer, predict, resolve_device, train_loop
 from ..userwarn import warn_user
 from ..validate import check_bool, check_choice, check_int, check_number
@@ -126,7 +127,7 @@ def _epoch(train: Split, recipe: TeacherRecipe, flip: bool, bundle: DataBundle, 
 def _progress(total: int, show: bool, what: str, device: torch.device) -> tuple[Callable[[int], None], tqdm]:
     """A per-batch callback updating a tqdm bar over images; after a few timed steps it warns when the
     whole CPU run looks long."""
-    bar = tqdm(total=total, unit="img", desc=what, disable=not show, dynamic_ncols=True)
+    bar = tqdm(total=total, unit="img", desc=what, disable=bar_disable(show), dynamic_ncols=True)
     state = {"steps": 0, "images": 0, "t0": 0.0}
 
     def update(n: int) -> None:
