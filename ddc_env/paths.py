@@ -14,6 +14,9 @@ def ddc_home() -> Path:
     return Path(os.environ.get("DDC_HOME") or Path.home() / ".cache" / "ddc_env").expanduser()
 
 
+PACKAGED_TEACHERS_DIR = Path(__file__).resolve().parent / "tables"  # teachers shipped beside the twins' tables
+
+
 def teachers_dir() -> Path:
     """Where trained teachers are cached: ``<ddc_home>/teachers``."""
     return ddc_home() / "teachers"

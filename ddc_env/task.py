@@ -27,8 +27,8 @@ from .data import DataBundle, DataConfig, load_data
 from .models.registry import MODELS, get_model_spec
 from .models.checkpoints import TeacherCheckpoint, load_teacher
 from .models.teacher import (TeacherRecipe, estimate_training_seconds, find_teacher, min_training_seconds,
-                             train_teacher)
-from .paths import teachers_dir
+                             train_teacher, warn_if_near_chance)
+from .paths import PACKAGED_TEACHERS_DIR, teachers_dir
 from .train import OptimConfig
 from .userwarn import warn_user
 from .validate import check_bool, check_choice, check_device, check_int, check_names, check_number, check_numbers
@@ -322,13 +322,16 @@ def _load_teacher(config: TaskConfig, data: DataBundle, progress: bool) -> Teach
     if (ckpt.spec.in_channels, ckpt.spec.input_size) != data_shape:
         raise TaskError(f"the teacher {ckpt.path} takes {ckpt.spec.in_channels}x{ckpt.spec.input_size} inputs but "
                         f"{config.dataset!r} images are {data_shape[0]}x{data_shape[1]}")
+    warn_if_near_chance(ckpt)
     return ckpt
 
 
 def _auto_teacher(config: TaskConfig, data: DataBundle, progress: bool) -> TeacherCheckpoint:
-    """The cached teacher of ``model`` on the whole dataset; trained now when that is quick (or asked for)."""
+    """The cached teacher of ``model`` on the whole dataset (one the package ships with a twin's table first, so the
+    live env and its twin pose the same problem); trained now when that is quick (or asked for)."""
     data_cfg, recipe = config.teacher_data_config(), config.recipe()
-    path = find_teacher(config.model, data_cfg, recipe=recipe)
+    path = (find_teacher(config.model, data_cfg, recipe=recipe, directory=PACKAGED_TEACHERS_DIR)
+            or find_teacher(config.model, data_cfg, recipe=recipe))
     if path is not None:
         return load_teacher(path)
     if config.classes is not None:

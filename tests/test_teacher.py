@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -281,3 +282,24 @@ def test_train_teacher_takes_a_netspec_that_fits_the_data(data: DataConfig, tmp_
     ckpt = train_teacher(fits, data, TeacherRecipe(epochs=1, batch_size=64), device="cpu", progress=False)
     assert ckpt.spec == fits
     assert re.fullmatch(rf"mine-{fits.hash()[:8]}_synth_e1_seed0_[0-9a-f]{{8}}\.pt", ckpt.path.name)
+
+
+def test_a_teacher_near_chance_accuracy_is_not_accepted_silently(tmp_path):
+    """A teacher within 5 points of chance (here: untrained, on 4 classes) gets a warning naming its accuracy when a
+    task loads it; a real teacher does not."""
+    from ddc_env.arch import build
+    from ddc_env.models import get_model, save_teacher
+    from ddc_env.task import TaskConfig, load_task
+    from synthetic import write_synthetic_npz
+
+    write_synthetic_npz(tmp_path, "near", classes=4, n_train=80, n_test=20)
+    spec = get_model("lenet5", num_classes=4)
+    weak = save_teacher(build(spec).eval(), spec, {"model": "lenet5", "val_acc": 0.26}, tmp_path / "weak.pt")
+    with pytest.warns(UserWarning, match=r"scores 0\.260 .* within 5% of chance \(0\.250 for 4 classes\)"):
+        load_task(TaskConfig(model="lenet5", teacher=str(weak.path), dataset="near", data_dir=str(tmp_path)),
+                  progress=False)
+    fine = save_teacher(build(spec).eval(), spec, {"model": "lenet5", "val_acc": 0.9}, tmp_path / "fine.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_task(TaskConfig(model="lenet5", teacher=str(fine.path), dataset="near", data_dir=str(tmp_path)),
+                  progress=False)

@@ -3,11 +3,16 @@ evaluations, the twin env's contract (same spaces, masks, observations and info 
 noise, simulated cost, and a surrogate's held-out quality."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 
-import ddc_env  # noqa: F401  (registers the ids)
+import ddc_env
+import ddc_env.configs
+from ddc_env import registration
 from checkers import check_env
 from ddc_env.arch import REMOVE
 from ddc_env.env import DDCEnv
@@ -171,6 +176,19 @@ def test_shipped_lenet_table_rows_match_fresh_live_evaluations():
         else:
             assert abs(record["val_acc"] - row["val_acc"]) <= noise["p95"], (
                 f"built on {table.compute('fast')}, scored on {compute_signature('cpu')}: beyond the seed noise {noise}")
+
+
+def test_the_live_lenet_id_on_the_packaged_sample_is_the_twins_problem():
+    """gym.make's default teacher for DDC-LeNet5-MNIST on mnist_sample is the one shipped with the twin's table (no
+    training), so live and twin pose the same problem; the packaged configs ask for the same teacher recipe."""
+    env = gym.make("DDC-LeNet5-MNIST", dataset="mnist_sample", fidelity="smoke", latency="flops").unwrapped
+    assert env.task.teacher.path == SHIPPED_TEACHER
+    assert env.task.key() == BenchTable.load("lenet5_mnist").task.key()
+    default = registration.env_config("DDC-LeNet5-MNIST", {}).task_config().recipe()
+    for path in Path(ddc_env.configs.__path__[0]).rglob("lenet5_mnist*.yaml"):
+        config = yaml.safe_load(path.read_text())
+        kwargs = {k: v for k, v in config["env_kwargs"].items() if k in ("teacher_epochs", "teacher_recipe")}
+        assert registration.env_config(config["env_id"], kwargs).task_config().recipe() == default, path.name
 
 
 def test_a_table_records_the_machine_and_precision_it_was_built_with():

@@ -295,6 +295,19 @@ def train_teacher(model: str | NetSpec, data_cfg: DataConfig, recipe: TeacherRec
     return save_teacher(net, spec, meta, path)
 
 
+CHANCE_MARGIN = 0.05  # a teacher within this of chance accuracy has learnt (almost) nothing
+
+
+def warn_if_near_chance(teacher: TeacherCheckpoint) -> None:
+    """Warn when ``teacher``'s validation accuracy (its sidecar's) is within :data:`CHANCE_MARGIN` of chance: its
+    students would have nothing to learn from it."""
+    val_acc, n = teacher.meta.get("val_acc"), teacher.spec.num_classes
+    if isinstance(val_acc, (int, float)) and val_acc < 1 / n + CHANCE_MARGIN:
+        warn_user(f"the teacher {teacher.path} scores {val_acc:.3f} on its validation split, within "
+                  f"{CHANCE_MARGIN:.0%} of chance ({1 / n:.3f} for {n} classes): its students have nothing to learn "
+                  f"from it; train it longer (more epochs) or check its data")
+
+
 def list_teachers(directory: str | os.PathLike[str] | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Every ``*.pt`` in ``directory`` (default ``teachers_dir()``) with its sidecar; an unreadable or
     missing sidecar gives ``{"error": message}``."""
