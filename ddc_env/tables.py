@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .arch import REMOVE, Choice, NetSpec, uniform_choices
+from .arch import REMOVE, UNIT_TYPES, Choice, NetSpec, uniform_choices
 from .distill import Fidelity, make_fidelity
-from .latency import LatencyModel, LatencyProtocol
+from .latency import LatencyModel, LatencyProtocol, unit_key
 from .models.checkpoints import sidecar_path
 from .paths import atomic_writer
 from .progress import bar_disable
@@ -45,7 +45,7 @@ from .train import compute_signature
 from .validate import check_int
 
 __all__ = ["FORMAT", "ROW_FIELDS", "TABLES_DIR", "BenchTable", "TableError", "all_students", "build_table",
-           "covering_specs", "live_task", "random_students", "sample_students", "students_for"]
+           "covering_specs", "live_task", "measure_latency_table", "random_students", "sample_students", "students_for"]
 
 FORMAT = "ddc_env.table/2"  # /2 records choices as the codec's tokens; /1 (widths, 0.0 = removed) still loads
 READABLE_FORMATS = ("ddc_env.table/1", FORMAT)
@@ -95,7 +95,6 @@ def covering_specs(task: Task, patience: int = 3000, seed: int = 0) -> list[NetS
     """Students whose units cover every unit (with its input shape) the action space can produce: the teacher, then
     masked random students until ``patience`` of them in a row bring no new unit. A table's latency entries cover
     these, so a surrogate can time any student of the space."""
-    from .latency import unit_key
 
     keys: set[str] = set()
     out = [task.teacher_spec]
@@ -155,6 +154,7 @@ class BenchTable:
     choices: dict[str, list[str | float]]  # spec hash -> recorded choice per decision, in task.decisions order
     rows: list[dict[str, Any]]
     path: Path | None = None  # the file it was read from
+    latencies: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # other CPUs' unit tables, by name
 
     @functools.cached_property
     def digest(self) -> str:
@@ -238,22 +238,31 @@ class BenchTable:
         return {"students": len(diffs), "mean": sum(diffs) / len(diffs),
                 "p95": diffs[min(len(diffs) - 1, int(0.95 * len(diffs)))], "max": diffs[-1]}
 
-    def latency_model(self) -> LatencyModel:
-        """The latency table the rows were timed with (fixed: nothing is measured)."""
-        return self._latency_model
+    @property
+    def latency_devices(self) -> list[str]:
+        """The devices the table has unit latency tables of: "build" (the rows' own) and those added later."""
+        return ["build", *self.latencies]
+
+    def latency_model(self, device: str | None = None) -> LatencyModel:
+        """A fixed latency table (nothing is measured): the rows' own (``device`` None or "build"), or another CPU's
+        added with :func:`measure_latency_table`."""
+        if device in (None, "build"):
+            return self._latency_model
+        if device not in self.latencies:
+            raise TableError(f"table {self.name!r} has no latency table of device {device!r}; it has "
+                             f"{self.latency_devices}")
+        return _fixed_model(self.latencies[device])
 
     @functools.cached_property
     def _latency_model(self) -> LatencyModel:
-        describe = self.latency["describe"]
-        fields = ("device", "threads", "batch_size", "warmup", "rounds", "unit_rounds", "unit_round_ms")
-        return LatencyModel(LatencyProtocol(**{k: describe[k] for k in fields if k in describe}),
-                            entries=self.latency["units"], device_name=describe["device"])
+        return _fixed_model(self.latency)
 
     # -- files ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "name": self.name, "meta": self.meta, "task": self.task.to_dict(),
                 "latency": self.latency, "choices": self.choices, "columns": list(ROW_FIELDS),
-                "rows": [[row.get(k) for k in ROW_FIELDS] for row in self.rows]}
+                "rows": [[row.get(k) for k in ROW_FIELDS] for row in self.rows],
+                **({"latencies": self.latencies} if self.latencies else {})}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the table to ``path`` (gzip JSON) atomically."""
@@ -267,6 +276,14 @@ class BenchTable:
     def load(cls, name_or_path: str | os.PathLike[str]) -> BenchTable:
         """A shipped table by name (``TABLES_DIR/<name>.json.gz``) or a table file by path."""
         return _load(str(name_or_path))
+
+
+def _fixed_model(latency: Mapping[str, Any]) -> LatencyModel:
+    """The fixed LatencyModel of a stored unit table (``{"describe": ..., "units": ...}``)."""
+    describe = latency["describe"]
+    fields = ("device", "threads", "batch_size", "warmup", "rounds", "unit_rounds", "unit_round_ms")
+    return LatencyModel(LatencyProtocol(**{k: describe[k] for k in fields if k in describe}), entries=latency["units"],
+                        device_name=describe["device"])
 
 
 @functools.lru_cache(maxsize=8)
@@ -287,7 +304,7 @@ def _load(name_or_path: str) -> BenchTable:
     columns = data["columns"]
     rows = [dict(zip(columns, values)) for values in data["rows"]]
     return BenchTable(data["name"], Task.from_dict(data["task"]), data["meta"], data["latency"], data["choices"],
-                      rows, path)
+                      rows, path, data.get("latencies", {}))
 
 
 # ------------------------------------------------------------------------------------------------ build
@@ -402,6 +419,33 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
         shutil.copyfile(teacher.path, target)
         shutil.copyfile(sidecar_path(teacher.path), sidecar_path(target))
     return table
+
+
+def measure_latency_table(table: BenchTable, name: str, *, protocol: LatencyProtocol | None = None,
+                          progress: bool = True) -> dict[str, Any]:
+    """Time every unit of ``table``'s latency table on this machine (``protocol``: default the current protocol at
+    the table's threads and batch size) into a unit table stored under ``name`` in ``table.latencies``; returns the
+    entry (``{"describe": ..., "units": ...}``; describe includes this machine's signature). Units already measured
+    on this machine with that protocol come from the latency cache."""
+    from tqdm.auto import tqdm
+
+    if not name or name == "build" or not isinstance(name, str):
+        raise TableError(f"a device table needs a name other than 'build', got {name!r}")
+    describe = table.latency["describe"]
+    protocol = protocol or LatencyProtocol(threads=describe["threads"], batch_size=describe["batch_size"])
+    model = LatencyModel(protocol)
+    units = {}
+    for key in tqdm(table.latency["units"], desc=f"latency of {table.name} units", unit="unit",
+                    disable=bar_disable(progress)):
+        fields = json.loads(key)
+        shape = tuple(fields.pop("input"))
+        unit = UNIT_TYPES[fields.pop("type")](name="unit", **fields)
+        if unit_key(unit, shape) != key:
+            raise TableError(f"unit key {key} does not rebuild to itself")
+        units[key] = model.unit_ms(unit, shape)
+    entry = {"describe": {**model.describe(), "signature": model.signature}, "units": units}
+    table.latencies[name] = entry
+    return entry
 
 
 def live_task(table: BenchTable, *, progress: bool = False) -> Task:

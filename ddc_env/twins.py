@@ -40,6 +40,7 @@ class BenchConfig:
     backend: str = "table"
     fidelity: str | None = None
     train_seed: int | str | None = None
+    device: str | None = None
     reward: str | Mapping[str, Any] | RewardFn = "calibrated"
     action_mode: str = "sequential"
     stages: str = "two_stage"
@@ -55,6 +56,8 @@ class BenchConfig:
         table = BenchTable.load(self.table)
         if self.fidelity is not None:
             table.check_fidelity(self.fidelity)
+        if self.device is not None:
+            table.latency_model(self.device)  # a TableError naming the devices the table has
         if self.backend == "surrogate" and self.train_seed is not None:
             raise ValueError("train_seed picks a row of a table; the surrogate predicts one value per student")
         if self.train_seed is not None and self.train_seed not in TRAIN_SEEDS and (
@@ -73,8 +76,8 @@ def make_twin_scorer(config: BenchConfig) -> Scorer:
     """The scorer of a twin: its table or surrogate, behind an in-memory cache (a repeated student is a cache hit
     costing no simulated time, as in a live search with a results store)."""
     table = BenchTable.load(config.table)
-    inner: Scorer = (TableScorer(table, config.fidelity, train_seed=config.train_seed) if config.backend == "table"
-                     else SurrogateScorer(table, config.fidelity))
+    inner: Scorer = (TableScorer(table, config.fidelity, train_seed=config.train_seed, device=config.device)
+                     if config.backend == "table" else SurrogateScorer(table, config.fidelity, device=config.device))
     return CachedScorer(inner)
 
 
@@ -88,6 +91,9 @@ class DDCBenchEnv(CompressionEnv):
 
     - ``table``: a shipped table's name (``ddc_env.tables.TABLES_DIR``) or a table file built by ``ddc table build``.
     - ``backend``: "table" or "surrogate"; ``fidelity``: one of the table's fidelities (default: its first).
+    - ``device``: whose unit latency table times the students (default: the one the rows were built with,
+      ``"build"``; others are added to a table file by ``ddc table latency``): like HW-NAS-Bench's devices, the
+      accuracies stay, the time ratios (and so the rewards) are that CPU's.
     - ``train_seed`` (table only): which training seed's row a student gets: a seed of the table (default: the
       first, what the live env at that fidelity gives), "random" (drawn per new student from the env's
       ``np_random``: NATS-Bench's ``is_random``) or "mean".

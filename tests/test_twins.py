@@ -20,7 +20,8 @@ from ddc_env.latency import LatencyProtocol
 from ddc_env.scoring import LiveScorer
 from ddc_env.scoring.surrogate import SurrogateScorer, fit_surrogate
 from ddc_env.scoring.table import TableScorer
-from ddc_env.tables import TABLES_DIR, BenchTable, TableError, all_students, build_table, live_task, sample_students
+from ddc_env.tables import (TABLES_DIR, BenchTable, TableError, all_students, build_table, live_task,
+                            measure_latency_table, sample_students)
 from ddc_env.train import compute_signature
 from ddc_env.task import TaskConfig, load_task
 
@@ -80,6 +81,25 @@ def test_a_table_with_kernel_shrink_rebuilds_every_row_to_its_recorded_hash(synt
     table = BenchTable.load(tmp_path / "kernels.json.gz")
     assert len(table.spec_hashes()) == 24
     assert all(table.spec(h).hash() == h for h in table.spec_hashes())
+
+
+def test_another_cpus_latency_table_times_the_twin_and_leaves_the_accuracies(synth_table, tmp_path):
+    root, _, task, students, _ = synth_table
+    table = BenchTable.load(root / "synth.json.gz")
+    entry = measure_latency_table(table, "here", protocol=LatencyProtocol(batch_size=8, warmup=1, unit_rounds=3),
+                                  progress=False)
+    assert entry["units"].keys() == table.latency["units"].keys() and "signature" in entry["describe"]
+    table.save(tmp_path / "devices.json.gz")
+    again = BenchTable.load(tmp_path / "devices.json.gz")
+    assert again.latency_devices == ["build", "here"] and again.digest == table.digest  # accuracies untouched
+    spec = students["zero"][5][1]
+    build = TableScorer(again, "zero").evaluate(spec)
+    here = TableScorer(again, "zero", device="here").evaluate(spec)
+    model = again.latency_model("here")
+    assert here["val_acc"] == build["val_acc"] and here["latency_ms"] == model.predict_ms(spec)
+    assert here["latency_ratio"] == pytest.approx(model.predict_ms(spec) / model.predict_ms(task.teacher_spec))
+    with pytest.raises(TableError, match="no latency table of device 'mars'"):
+        TableScorer(again, "zero", device="mars")
 
 
 def test_table_scorer_seeds_noise_and_missing_students(synth_table):

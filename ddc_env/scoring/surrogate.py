@@ -150,14 +150,14 @@ class SurrogateScorer(TableBackedScorer):
     """Predicts records of any student of a table's task at ``fidelity`` (default: the table's) from the table's
     surrogate (see the module docstring). Predictions are deterministic; every student is "ok"."""
 
-    def __init__(self, table: BenchTable, fidelity: str | None = None) -> None:
-        super().__init__(table, fidelity)
+    def __init__(self, table: BenchTable, fidelity: str | None = None, device: str | None = None) -> None:
+        super().__init__(table, fidelity, device)
         self.model = fit_surrogate(table, self.fidelity)
-        self.latency = table.latency_model()
+        self.latency = table.latency_model()  # the rows' own: what the model was fit on
 
     @property
     def key(self) -> str:
-        return f"surrogate:{self.table.name}:{self.fidelity}"
+        return f"surrogate:{self.table.name}:{self.fidelity}" + (f":{self.device}" if self.device else "")
 
     @property
     def quality(self) -> SurrogateQuality:
@@ -173,7 +173,8 @@ class SurrogateScorer(TableBackedScorer):
     def evaluate_many(self, specs: Sequence[NetSpec]) -> list[dict[str, Any]]:
         """Records of several students with one model call (faster than one by one)."""
         latency = [self.latency.predict_ms(s) for s in specs]
-        x = np.array([features(self.task, s, t, self._teacher["latency_ms"]) for s, t in zip(specs, latency)])
+        teacher_ms = self.table.teacher_record(self.fidelity)["latency_ms"]  # the rows' own, as the model was fit
+        x = np.array([features(self.task, s, t, teacher_ms) for s, t in zip(specs, latency)])
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):  # x is ours: no checks
             acc = np.clip(self.model.accuracy.predict(x), 0.0, 1.0)
             secs = np.exp(self.model.seconds.predict(x))
@@ -181,7 +182,7 @@ class SurrogateScorer(TableBackedScorer):
         for spec, t, a, sec in zip(specs, latency, acc, secs):
             size = float(np.dot(size_features(spec), self.model.size_coef))
             student = {"val_acc": float(a), "params": spec.params, "flops": spec.flops, "size_bytes": round(size),
-                       "latency_ms": t, "train_seconds": 0.0, "train_images_per_second": 0.0, "final_loss": 0.0}
+                       "latency_ms": self.device_time(spec, t), "train_seconds": 0.0, "train_images_per_second": 0.0, "final_loss": 0.0}
             record = make_record(self._teacher, student, spec, "ok", fidelity=self.fidelity)
             record["eval_seconds"] = float(sec)
             out.append(record)

@@ -20,12 +20,21 @@ _STUDENT_FIELDS = ("val_acc", "params", "flops", "size_bytes", "latency_ms", "tr
 
 class TableBackedScorer(Scorer):
     """What the twins' scorers share: a benchmark table, one of its fidelities (default: the table's), the
-    teacher's record the table holds for it, and the table's latency as the time term."""
+    teacher's record the table holds for it, and the table's latency as the time term: the rows' own unit table, or
+    another CPU's (``device``, one of ``table.latency_devices``), which then times teacher and students alike."""
 
-    def __init__(self, table: BenchTable, fidelity: str | None = None) -> None:
+    def __init__(self, table: BenchTable, fidelity: str | None = None, device: str | None = None) -> None:
         self.table, self.task = table, table.task
         self.fidelity = table.check_fidelity(fidelity or table.default_fidelity)
+        self.device = None if device == "build" else device
+        self._device_latency = table.latency_model(device) if self.device else None
         self._teacher = table.teacher_record(self.fidelity)
+        if self._device_latency is not None:
+            self._teacher["latency_ms"] = self._device_latency.predict_ms(table.task.teacher_spec)
+
+    def device_time(self, spec: NetSpec, build_ms: float) -> float:
+        """The student's time on the chosen device (``build_ms``: on the rows' own)."""
+        return build_ms if self._device_latency is None else self._device_latency.predict_ms(spec)
 
     @property
     def time_term(self) -> str:
@@ -35,7 +44,7 @@ class TableBackedScorer(Scorer):
         return dict(self._teacher)
 
     def latency_model(self) -> LatencyModel:
-        return self.table.latency_model()
+        return self.table.latency_model(self.device)
 
 
 
@@ -46,8 +55,8 @@ class TableScorer(TableBackedScorer):
     averaged over seeds). A student outside the table raises :class:`~ddc_env.tables.TableError`."""
 
     def __init__(self, table: BenchTable, fidelity: str | None = None, *, train_seed: int | str | None = None,
-                 rng: np.random.Generator | None = None) -> None:
-        super().__init__(table, fidelity)
+                 rng: np.random.Generator | None = None, device: str | None = None) -> None:
+        super().__init__(table, fidelity, device)
         seeds = table.seeds(self.fidelity)
         train_seed = seeds[0] if train_seed is None else train_seed
         if train_seed not in (*seeds, *TRAIN_SEEDS) or isinstance(train_seed, bool):
@@ -58,7 +67,7 @@ class TableScorer(TableBackedScorer):
 
     @property
     def key(self) -> str:
-        return f"table:{self.table.name}:{self.fidelity}:{self.train_seed}"
+        return f"table:{self.table.name}:{self.fidelity}:{self.train_seed}" + (f":{self.device}" if self.device else "")
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "table": self.table.name, "train_seed": self.train_seed,
@@ -79,6 +88,7 @@ class TableScorer(TableBackedScorer):
             row = next(r for r in rows if r["seed"] == self.train_seed)
         reason = "" if row["status"] == "ok" else f"training diverged when the table was built (seed {row['seed']})"
         student = {k: row[k] for k in _STUDENT_FIELDS}
+        student["latency_ms"] = self.device_time(spec, row["latency_ms"])
         seed = -1 if self.train_seed == "mean" else row["seed"]  # which training seed the record is (-1: their mean)
         record = make_record(self._teacher, {**student, "train_seed": seed}, spec, row["status"], reason,
                              fidelity=self.fidelity)
