@@ -237,7 +237,7 @@ def _to_onnx(net: torch.jit.ScriptModule, x: torch.Tensor, expected: torch.Tenso
     """Export with torch's TorchScript-based ONNX exporter (the dynamo exporter needs onnxscript, which the
     ``onnx`` extra does not install) with ``metadata`` as ``metadata_props``, check the graph and compare
     onnxruntime's outputs."""
-    import onnx
+    import onnx  # here: onnx and onnxruntime are an optional extra (checked by _require_onnx)
     import onnxruntime
 
     axes = {"input": {0: "batch"}, "logits": {0: "batch"}}

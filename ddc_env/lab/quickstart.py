@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import atomic_write_text
+from .baseline import BaselineConfig, run_baseline
 from .report import Report, make_report
 from .runs import removed_on_error
+from .search import SearchConfig, run_search
 
 ENV_ID = "DDC-LeNet5-MNIST"
 QUICKSTART_ENV = dict(dataset="mnist_sample", teacher="auto")  # the default (calibrated) reward
@@ -44,9 +46,6 @@ def run_quickstart(out_dir: str | Path, *, episodes: int = 60, seed: int = 0, fi
                    teacher_epochs: int = 8, agent: str = "maskable_ppo", latency: str = "model",
                    progress: bool = True) -> Report:
     """Run the quickstart into ``out_dir``; returns the report (rows, markdown table, written files)."""
-    from .baseline import BaselineConfig, run_baseline
-    from .search import SearchConfig, run_search
-
     out = Path(out_dir)
     env_kwargs = {**QUICKSTART_ENV, "fidelity": fidelity, "teacher_epochs": teacher_epochs, "latency": latency,
                   "seed": seed}

@@ -314,7 +314,7 @@ def _best_so_far(episodes: list[dict[str, Any]], key: str) -> list[float]:
 
 def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
     """``curves.png``: per-episode metrics of each search; None when no search has an episode log."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # here and below: matplotlib is slow to import, and only plots need it
 
     logs = [(run, eps) for run in runs if run.kind == "search" and (eps := read_episodes(run))]
     if not logs:

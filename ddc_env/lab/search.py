@@ -61,7 +61,7 @@ class SearchConfig:
     the agent module's defaults fill the rest) on ``gym.make(env_id, **env_kwargs)`` for ``episodes``
     episodes; ``n_envs`` parallel envs (stable-baselines3 agents only); ``init_from`` another run's
     ``agent.ckpt`` to start the controller from (policy transfer); ``backend`` where the students are evaluated
-    (:class:`~ddc_env.cli.backend.BackendOptions` as a mapping, e.g. ``{name: ray, workers: 4}``);
+    (:class:`~ddc_env.lab.backend.BackendOptions` as a mapping, e.g. ``{name: ray, workers: 4}``);
     ``budget_seconds`` ends the search before the episode that would take its simulated seconds (the live
     evaluations its students cost) past it."""
 
@@ -152,6 +152,19 @@ def read_run_config(run_dir: str | Path) -> SearchConfig:
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
     return SearchConfig.from_dict(read_yaml(path))
+
+
+def load_resume_config(run_dir: str | Path, path: str | Path | None = None,
+                       overrides: Sequence[str] = ()) -> SearchConfig:
+    """The config to continue the search in ``run_dir`` with: the YAML file ``path`` (default: the folder's
+    ``config.yaml``) with ``key=value`` overrides, and the saved number of episodes unless an override sets it (a
+    resumed search is extended only when asked); :func:`run_search` refuses any other difference from the saved
+    config but the backend."""
+    saved = read_run_config(run_dir)
+    config = load_config(path if path is not None else Path(run_dir) / CONFIG_FILE, overrides)
+    if any(item.partition("=")[0].strip() == "episodes" for item in overrides):
+        return config
+    return dataclasses.replace(config, episodes=saved.episodes)
 
 
 # ------------------------------------------------------------------------------------------ the search
@@ -357,4 +370,5 @@ def _summary(config: SearchConfig, run_dir: Path, log: RunLog, facts: dict[str, 
     }
 
 
-__all__ = ["EnvFactory", "SearchConfig", "apply_overrides", "load_config", "read_run_config", "run_search"]
+__all__ = ["EnvFactory", "SearchConfig", "apply_overrides", "load_config", "load_resume_config", "read_run_config",
+           "run_search"]

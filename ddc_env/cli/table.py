@@ -1,0 +1,75 @@
+"""``ddc table build|info``: build a benchmark table from a live env's task, or describe one
+(:mod:`ddc_env.lab.tables`)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..lab.config import env_arguments
+from ..lab.tables import build_env_table, default_table_file, default_table_store, describe, describe_surrogates
+from ..tables import BenchTable
+from .argtypes import positive_int
+from .backend_args import add_backend_arguments, backend_options
+
+__all__ = ["add_command"]
+
+
+def _build(args: argparse.Namespace) -> int:
+    # --workers counts the build's processes, or the Ray workers with --backend ray
+    backend = backend_options(args, workers=args.backend == "ray")
+    out = Path(args.out) if args.out else default_table_file(args.name)
+    store = Path(args.store) if args.store else default_table_store(args.name)
+    command = " ".join(["ddc table build", args.name, "--env", args.env, *(["--set", *args.set] if args.set else []),
+                        *(f"--fidelity {f}" for f in args.fidelity), f"--students {args.students}",
+                        f"--seed {args.seed}", f"--threads {args.threads}"])
+    table = build_env_table(args.name, args.env, env_arguments(args.env, args.set), args.fidelity, out=out,
+                            store=store, students=args.students, seed=args.seed, threads=args.threads,
+                            workers=args.workers or 1, backend=backend,
+                            ship_teacher=args.ship_teacher, command=command, progress=not args.quiet)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {len(table.rows)} rows, "
+          f"{len(table.spec_hashes())} students; results store {store}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    table = BenchTable.load(args.table)
+    print(describe(table))
+    if args.surrogate:
+        print(describe_surrogates(table))
+    return 0
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``ddc table build|info``."""
+    table = commands.add_parser("table", help="build or describe a benchmark table (the twins' data)",
+                                description="Build a benchmark table from a live env's task, or describe one.")
+    actions = table.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser(
+        "build", help="score students with the live scorer into a table file (resumable)",
+        description="Score students of a live env's action space at one or more fidelities and training seeds; every "
+                    "evaluation goes through a results store first, so a killed or later build continues where it "
+                    "stopped.")
+    build.add_argument("name", help="the table's name (e.g. lenet5_mnist)")
+    build.add_argument("--env", required=True, help="the live env id whose task is tabulated")
+    build.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="env arguments, e.g. "
+                                                                                  "dataset=mnist_sample")
+    build.add_argument("--fidelity", action="append", required=True, metavar="NAME[:SEEDS][=STUDENTS]",
+                       help="a fidelity preset, its training seeds and how many students (all or a count; counts are "
+                            "prefixes of one fixed list), e.g. fast:0,1=all or zero=600 (repeatable)")
+    build.add_argument("--students", default="all", help="students of fidelities without =STUDENTS (default all)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the random students (default 0)")
+    build.add_argument("--workers", type=positive_int, help="processes scoring students (default 1), or Ray workers "
+                                                             "with --backend ray (default: as many as the free CPUs "
+                                                             "hold)")
+    build.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1; KD results "
+                                                              "depend on it slightly)")
+    build.add_argument("--store", help="results store (default runs/tables/<name>.sqlite)")
+    build.add_argument("--out", help="the table file (default <name>.json.gz)")
+    build.add_argument("--ship-teacher", action="store_true", help="copy the teacher checkpoint beside the table")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_backend_arguments(build, workers=False)
+    build.set_defaults(func=_build)
+    info = actions.add_parser("info", help="describe a table: rows, fidelities, seed noise, surrogate quality")
+    info.add_argument("table", help="a shipped table's name or a table file")
+    info.add_argument("--surrogate", action="store_true", help="also fit and cross-validate its surrogate")
+    info.set_defaults(func=_info)
