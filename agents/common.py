@@ -23,7 +23,7 @@ from ddc_env.validate import check_int, check_names, check_number
 
 
 class EpisodeLog(Protocol):
-    """What an agent reports to (e.g. :class:`ddc_env.cli.runs.SearchLog`): every finished episode, its own
+    """What an agent reports to (e.g. :class:`ddc_env.lab.runs.SearchLog`): every finished episode, its own
     scalars, and the episode count it stops at."""
 
     episodes: int

@@ -5,14 +5,14 @@ defaults (PPO's ``n_steps=2048``) would spend ~100 evaluations on one update. :d
 defaults sized in *episodes* instead: an update costs a handful of evaluations. ``None`` entries are derived
 from the env's (longest) episode length by :func:`resolve_hyperparams`.
 
-:func:`run` trains until the log (e.g. :class:`ddc_env.cli.runs.SearchLog`) holds ``episodes`` finished episodes
+:func:`run` trains until the log (e.g. :class:`ddc_env.lab.runs.SearchLog`) holds ``episodes`` finished episodes
 (counted, not guessed from timesteps: two-stage episodes vary in length), reports every finished episode to it,
 forwards SB3's own scalars (``train/loss``, ``rollout/...``) to the log's ``agent/*`` scalars so one TensorBoard
 folder holds everything against episodes, checkpoints after every update and resumes.
 
 Example::
 
-    log = SearchLog("runs/ppo", total_episodes=200)          # ddc_env.cli.runs.SearchLog
+    log = SearchLog("runs/ppo", total_episodes=200)          # ddc_env.lab.runs.SearchLog
     run(lambda: gym.make("DDC-LeNet5-MNIST", fidelity="zero", store="runs/r.sqlite"), episodes=200, log=log,
         algo="maskable_ppo", checkpoint=Path("runs/ppo/model.zip"), learning_rate=1e-3)
 """

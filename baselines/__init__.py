@@ -3,7 +3,7 @@ metrics records into the same kind of results store, so one report compares them
 
 ``BASELINES`` maps a name to the module that runs it (imported only when used); each module has
 ``run(ctx, **kwargs)`` and a ``Kwargs`` dataclass of its arguments and defaults. Run one with
-``ddc baseline NAME --config lenet5_mnist`` or :func:`ddc_env.cli.baseline.run_baseline`.
+``ddc baseline NAME --config lenet5_mnist`` or :func:`ddc_env.lab.baseline.run_baseline`.
 """
 from __future__ import annotations
 

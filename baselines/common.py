@@ -3,7 +3,7 @@
 
 A baseline is a module with ``run(ctx: Context, **kwargs) -> None`` that compresses ``ctx.teacher_net`` and
 calls :meth:`Context.result` for each final model (and :meth:`Context.log` for intermediate ones, e.g. each
-pruning step). The caller (``ddc baseline``, :func:`ddc_env.cli.baseline.run_baseline`) gives the context a results
+pruning step). The caller (``ddc baseline``, :func:`ddc_env.lab.baseline.run_baseline`) gives the context a results
 store and a folder for the final models.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ import torch
 
 import ddc_env  # noqa: F401  (registers the ids)
 from ddc_env.agents import sb3
-from ddc_env.cli.runs import SearchLog
+from ddc_env.lab.runs import SearchLog
 
 ENV_ID = "DDC-Bench-LeNet5-MNIST-v0"
 

@@ -31,8 +31,8 @@ from ddc_env.arch import NetSpec, channel_counts, l1_importance, uniform_choices
 from ddc_env.baselines.common import Context
 from ddc_env.baselines.structured_pruning import allocate_global
 from ddc_env.baselines.structured_pruning import run as prune
-from ddc_env.cli.report import load_model, measure_test_accuracy
-from ddc_env.cli.runs import SearchLog
+from ddc_env.lab.report import load_model, measure_test_accuracy
+from ddc_env.lab.runs import SearchLog
 from ddc_env.latency import LatencyProtocol, measure_paired, timing_copy
 from ddc_env.paths import atomic_write_text
 from ddc_env.scoring import LiveScorer

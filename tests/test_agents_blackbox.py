@@ -28,8 +28,8 @@ from ddc_env.agents import AGENTS
 from ddc_env.agents.common import decision_space, play_configuration
 from ddc_env.agents.random_search import random_search
 from ddc_env.cli.main import main
-from ddc_env.cli.reference import enumerate_episodes
-from ddc_env.cli.runs import SearchLog, read_episodes
+from ddc_env.lab.benchmark.reference import enumerate_episodes
+from ddc_env.lab.runs import SearchLog, read_episodes
 
 TWIN = "DDC-Bench-LeNet5-MNIST-v0"
 BLACKBOX = ("evolution", "tpe", "cma_es")

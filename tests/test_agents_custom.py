@@ -29,7 +29,7 @@ import torch
 import ddc_env  # noqa: F401  (registers the ids)
 from ddc_env.agents import AGENTS
 from ddc_env.agents.common import load_checkpoint, make_hyperparams
-from ddc_env.cli.runs import SearchLog
+from ddc_env.lab.runs import SearchLog
 from ddc_env.agents.controllers import (EncoderDecoder, RecurrentActorCritic, RemovalPolicy, ShrinkPolicy,
                                         sample_masked, seeded)
 from ddc_env.agents.random_search import random_search

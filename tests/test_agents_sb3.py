@@ -21,7 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import ddc_env
 from ddc_env.agents import sb3
-from ddc_env.cli.runs import SearchLog
+from ddc_env.lab.runs import SearchLog
 from ddc_env.agents.random_search import random_search
 from ddc_env.arch import REMOVE, apply_decisions
 from ddc_env.store import ResultsStore

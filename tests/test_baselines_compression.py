@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ddc_env.cli.baseline import BaselineConfig, run_baseline
+from ddc_env.lab.baseline import BaselineConfig, run_baseline
 from ddc_env.baselines.deep_compression import (decode, encode, fix_shared_weights, huffman_decode, huffman_encode,
                                         huffman_lengths, kmeans_1d, make_pruning_permanent, prune_magnitude,
                                         share_weights)

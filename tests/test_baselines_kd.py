@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ddc_env.baselines import get_baseline
-from ddc_env.cli.baseline import BaselineConfig, run_baseline
+from ddc_env.lab.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import Conv, GlobalPool, Linear, NetSpec, Pool, apply_decisions, build, uniform_choices
 from ddc_env.data import normalize
 from ddc_env.models import MODELS, lenet5

@@ -11,9 +11,9 @@ import yaml
 
 from ddc_env.baselines import BASELINES
 from ddc_env.baselines.common import Context
-from ddc_env.cli import baseline as cli_baseline
-from ddc_env.cli.baseline import BaselineConfig, load_baseline_config, run_baseline
-from ddc_env.cli.runs import locked
+from ddc_env.lab import baseline as lab_baseline
+from ddc_env.lab.baseline import BaselineConfig, load_baseline_config, run_baseline
+from ddc_env.lab.runs import locked
 from ddc_env.baselines.structured_pruning import allocate_global, allocate_per_layer, l1_ranking, taylor_importance
 from ddc_env.arch import build, channel_counts, inherit, with_channels
 from ddc_env.cli import main
@@ -192,7 +192,7 @@ def test_a_second_baseline_on_a_run_folder_in_use_fails_at_once(tmp_path, synth_
     path = _write_config(tmp_path, synth_teacher, synth_dir)
     out = tmp_path / "run"
     loaded = []
-    monkeypatch.setattr(cli_baseline, "load_task", lambda *args, **kwargs: loaded.append(args))
+    monkeypatch.setattr(lab_baseline, "load_task", lambda *args, **kwargs: loaded.append(args))
     with locked(out):  # what a running baseline holds
         assert main(["baseline", "uniform", "--config", str(path), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err

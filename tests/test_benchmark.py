@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from ddc_env.arch import NetSpec
-from ddc_env.cli import benchmark as bench
-from ddc_env.cli.backend import BackendOptions, backend_flags
-from ddc_env.cli.main import main
-from ddc_env.cli.reference import Reference
-from ddc_env.cli.runs import RunLog
+from ddc_env.cli import main
+from ddc_env.lab import benchmark as bench
+from ddc_env.lab.backend import BackendOptions, backend_flags
+from ddc_env.lab.benchmark import Reference
+from ddc_env.lab.runs import RunLog
 from ddc_env.tables import BenchTable
 from ddc_env.task import Task
 
@@ -62,7 +62,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_a_tiny_benchmark_on_the_tabular_twin_through_the_cli(tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main(["benchmark", "--env", TWIN, "--agents", "random", "uniform", "reinforce", "--seeds", "2",
+    code = main(["benchmark", "run", "--env", TWIN, "--agents", "random", "uniform", "reinforce", "--seeds", "2",
                  "--budget", "8", "--jobs", "1", "--reps", "200", "--quiet", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
@@ -80,7 +80,7 @@ def test_a_tiny_benchmark_on_the_tabular_twin_through_the_cli(tmp_path, capsys):
         assert v["seeds"] == [0, 1] and v["normalized_iqm"] is not None
         assert ("improvement_over_random" in v) == (agent != "random")
     assert results["validation"]["ok"] == 6 and results["validation"]["mismatch"] == 0
-    assert "ddc benchmark --env DDC-Bench-LeNet5-MNIST-v0 --agents random uniform reinforce --seeds 2" in (
+    assert "ddc benchmark run --env DDC-Bench-LeNet5-MNIST-v0 --agents random uniform reinforce --seeds 2" in (
         out / "results.md").read_text()
 
 
@@ -113,7 +113,7 @@ def test_validate_flags_a_forged_result_and_the_leaderboard_leaves_it_off(toy_ta
     out = tmp_path / "toy"
     bench.run_benchmark(_toy_config(path), out, progress=False)
     rows = _rows(out / bench.RESULTS_CSV)
-    assert main(["benchmark", "--validate", str(out / bench.RESULTS_CSV)]) == 0
+    assert main(["benchmark", "validate", str(out / bench.RESULTS_CSV)]) == 0
     forged = tmp_path / "forged.csv"
     rows[1]["reward"] = str(float(rows[1]["reward"]) + 0.01)  # a better reward than the student has
     with open(forged, "w", newline="") as f:
@@ -121,16 +121,44 @@ def test_validate_flags_a_forged_result_and_the_leaderboard_leaves_it_off(toy_ta
         writer.writeheader()
         writer.writerows(rows)
     capsys.readouterr()
-    assert main(["benchmark", "--validate", str(forged)]) == 1
+    assert main(["benchmark", "validate", str(forged)]) == 1
     printed = capsys.readouterr().out
     assert "mismatch random seed 1" in printed and "reward" in printed and "1 ok, 1 mismatches" in printed
 
     board = tmp_path / "LEADERBOARD.md"
-    assert main(["benchmark", "--leaderboard", str(board), "--from", str(out)]) == 0
+    assert main(["benchmark", "leaderboard", str(board), "--from", str(out)]) == 0
     assert "# Leaderboard" in board.read_text() and "![evaluations](toy/anytime_evaluations.png)" in board.read_text()
     forged.replace(out / bench.RESULTS_CSV)  # a result that does not re-score is not on the board
-    assert main(["benchmark", "--leaderboard", str(board), "--from", str(out)]) == 0
+    assert main(["benchmark", "leaderboard", str(board), "--from", str(out)]) == 0
     assert f"{TWIN}: not on the board" in board.read_text()
+
+
+def test_the_flags_of_the_release_before_still_work_with_a_one_line_notice(toy_table, tmp_path, capsys):
+    """``ddc benchmark --validate FILE``, ``--leaderboard FILE --from DIR`` and ``ddc benchmark --env/--resume ...``
+    do what ``validate``, ``leaderboard`` and ``run`` do, after one line on stderr saying so."""
+    path, _ = toy_table
+    out = tmp_path / "toy"
+    bench.run_benchmark(_toy_config(path), out, progress=False)
+    results, board = str(out / bench.RESULTS_CSV), tmp_path / "LEADERBOARD.md"
+    for old, new, action in ((["--validate", results], ["validate", results], "validate"),
+                             (["--leaderboard", str(board), "--from", str(out)],
+                              ["leaderboard", str(board), "--from", str(out)], "leaderboard"),
+                             (["--resume", "--out", str(out), "--jobs", "1", "--quiet"],
+                              ["run", "--resume", "--out", str(out), "--jobs", "1", "--quiet"], "run")):
+        capsys.readouterr()
+        assert main(["benchmark", *new]) == 0
+        expected = capsys.readouterr()
+        assert expected.err == ""
+        assert main(["benchmark", *old]) == 0
+        printed = capsys.readouterr()
+        assert printed.out == expected.out
+        [notice] = printed.err.splitlines()
+        assert notice.startswith("ddc benchmark: ") and f"is deprecated; use 'ddc benchmark {action}" in notice
+        assert "next release" in notice
+    assert main(["benchmark"]) == 2 and "required: ACTION" in capsys.readouterr().err
+    assert main(["benchmark", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "validate" in shown and "--validate" not in shown and "--env" not in shown  # the old flags are hidden
 
 
 def test_a_killed_benchmark_resumes_without_redoing_finished_runs_and_extends(toy_table, tmp_path, monkeypatch, capsys):
@@ -151,18 +179,18 @@ def test_a_killed_benchmark_resumes_without_redoing_finished_runs_and_extends(to
     finished = out / "runs" / "random-seed0" / "summary.json"
     stamp = finished.stat().st_mtime_ns
     assert not (out / "runs" / "random-seed1" / "summary.json").exists()
-    assert main(["benchmark", "--resume", "--out", str(out), "--env", TWIN]) == 2  # resume takes the saved config
+    assert main(["benchmark", "run", "--resume", "--out", str(out), "--env", TWIN]) == 2  # resume takes the saved config
     assert "drop --env" in capsys.readouterr().err
 
-    assert main(["benchmark", "--resume", "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+    assert main(["benchmark", "run", "--resume", "--out", str(out), "--jobs", "1", "--quiet"]) == 0
     assert finished.stat().st_mtime_ns == stamp  # not redone
     assert _rows(out / bench.EPISODES_CSV) == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
     resumed = json.loads((out / bench.RESULTS_JSON).read_text())
     assert resumed["agents"] == whole["agents"]
 
-    assert main(["benchmark", "--resume", "--out", str(out), "--budget", "8"]) == 2  # a budget only grows
+    assert main(["benchmark", "run", "--resume", "--out", str(out), "--budget", "8"]) == 2  # a budget only grows
     assert "can only extend its budget of 12" in capsys.readouterr().err
-    assert main(["benchmark", "--resume", "--out", str(out), "--budget", "16", "--jobs", "1", "--quiet"]) == 0
+    assert main(["benchmark", "run", "--resume", "--out", str(out), "--budget", "16", "--jobs", "1", "--quiet"]) == 0
     extended = _rows(out / bench.EPISODES_CSV)
     assert len(extended) == 3 * 16
     assert [r for r in extended if int(r["episode"]) <= 12] == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
@@ -177,7 +205,7 @@ def test_bad_input_fails_before_any_folder_is_written(tmp_path, capsys):
                           (["--agents", "random", "--budget", "0"], "budget must be"),
                           (["--agents", "random", "--backend", "ray"], "is a benchmark twin"),
                           (["--agents", "random", "--workers", "2"], "only apply to the ray backend")):
-        assert main(["benchmark", "--env", TWIN, *argv, "--out", str(out)]) == 2
+        assert main(["benchmark", "run", "--env", TWIN, *argv, "--out", str(out)]) == 2
         assert message in capsys.readouterr().err and not out.exists()
     assert not os.path.exists(out)
 

@@ -1,4 +1,4 @@
-"""`ddc export` (ddc_env.cli.export): a smoke search's best student, another evaluated student and a uniform
+"""`ddc export` (ddc_env.lab.export): a smoke search's best student, another evaluated student and a uniform
 baseline's final models to TorchScript and ONNX, checked against the torch models with onnxruntime. Exported models
 take float images in [0, 1] and normalise them themselves; their metadata says so."""
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pytest
 import torch
 import yaml
 
-from ddc_env.cli.search import SearchConfig, run_search
-from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import NetSpec
 from ddc_env.cli import main
-from ddc_env.cli.report import load_live, load_model, read_run
 from ddc_env.data import normalize
+from ddc_env.lab.baseline import BaselineConfig, run_baseline
+from ddc_env.lab.report import load_live, load_model, read_run
+from ddc_env.lab.search import SearchConfig, run_search
 from ddc_env.store import ResultsStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")  # the tests load TorchScript files

@@ -1,6 +1,7 @@
-"""The library stands alone: ``import ddc_env`` and a live env pull in neither the agents, the baselines, the CLI nor
-the tool-only packages, and the source keeps the arrows one-way (an AST walk over every module, lazy imports
-included): library -> nothing above it; agents, baselines -> library; cli -> all."""
+"""The library stands alone: ``import ddc_env`` and a live env pull in neither the agents, the baselines, the lab, the
+CLI nor the tool-only packages, and the source keeps the arrows one-way (an AST walk over every module, lazy imports
+included): library -> nothing above it; agents, baselines -> library; lab (``ddc_env.lab``: searches, benchmarks,
+run folders, reports) -> library, agents, baselines; cli -> all."""
 from __future__ import annotations
 
 import ast
@@ -17,12 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"ddc_env": REPO / "ddc_env", "ddc_env.agents": REPO / "agents", "ddc_env.baselines": REPO / "baselines"}
 TOOL_ONLY = ("stable_baselines3", "sb3_contrib", "optuna", "cmaes", "matplotlib", "tensorboard",
              "torch.utils.tensorboard", "rliable")
-ABOVE_LIBRARY = ("ddc_env.agents", "ddc_env.baselines", "ddc_env.cli", "agents", "baselines")
+ABOVE_LIBRARY = ("ddc_env.agents", "ddc_env.baselines", "ddc_env.lab", "ddc_env.cli", "agents", "baselines")
 # what each layer must never import
 FORBIDDEN = {
     "library": ABOVE_LIBRARY + TOOL_ONLY,
-    "ddc_env.agents": ("ddc_env.cli", "ddc_env.baselines", "baselines", "agents"),
-    "ddc_env.baselines": ("ddc_env.cli", "ddc_env.agents", "agents", "baselines"),
+    "ddc_env.agents": ("ddc_env.cli", "ddc_env.lab", "ddc_env.baselines", "baselines", "agents"),
+    "ddc_env.baselines": ("ddc_env.cli", "ddc_env.lab", "ddc_env.agents", "agents", "baselines"),
+    "ddc_env.lab": ("ddc_env.cli", "agents", "baselines"),
 }
 
 
@@ -84,7 +86,7 @@ def _imports(name: str, path: Path) -> set[str]:
 def _layer(name: str) -> str | None:
     if name == "ddc_env.__main__" or name == "ddc_env.cli" or name.startswith("ddc_env.cli."):
         return None  # the command layer may import everything
-    for layer in ("ddc_env.agents", "ddc_env.baselines"):
+    for layer in ("ddc_env.agents", "ddc_env.baselines", "ddc_env.lab"):
         if name == layer or name.startswith(layer + "."):
             return layer
     return "library"
@@ -92,7 +94,7 @@ def _layer(name: str) -> str | None:
 
 def test_imports_point_one_way():
     modules = _modules()
-    assert len(modules) > 40 and any(n == "ddc_env.agents.sb3" for n, _ in modules)
+    assert len(modules) > 40 and {"ddc_env.agents.sb3", "ddc_env.lab.benchmark.run"} <= {n for n, _ in modules}
     wrong = []
     for name, path in modules:
         layer = _layer(name)
@@ -114,3 +116,17 @@ def test_the_import_walk_sees_relative_lazy_and_dynamic_imports(tmp_path, source
     path = tmp_path / "sources.py"
     path.write_text(source)
     assert _imports("ddc_env.data.sources", path) == expected
+
+
+def test_the_cli_imports_at_module_level_only():
+    """``ddc_env/cli/`` parses arguments and calls the lab: it needs no function-level import (no import cycle to
+    work around)."""
+    nested = []
+    for name, path in _modules():
+        if not name.startswith("ddc_env.cli"):
+            continue
+        for function in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                nested += [f"{path.relative_to(REPO)}:{node.lineno} in {function.name}()"
+                           for node in ast.walk(function) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert nested == []

@@ -7,7 +7,7 @@ import pytest
 
 from ddc_env.agents.random_search import random_search
 from ddc_env.cli import main
-from ddc_env.cli.quickstart import UNIFORM_WIDTHS
+from ddc_env.lab.quickstart import UNIFORM_WIDTHS
 
 
 def test_quickstart_runs_offline_and_writes_its_run_folders(tmp_path, monkeypatch, capsys):
@@ -31,7 +31,7 @@ def test_quickstart_runs_offline_and_writes_its_run_folders(tmp_path, monkeypatc
 
 
 def test_quickstart_replaces_its_own_output_and_refuses_foreign_folders(tmp_path):
-    from ddc_env.cli.quickstart import MARKER, _prepare
+    from ddc_env.lab.quickstart import MARKER, _prepare
 
     out = tmp_path / "qs"
     _prepare(out)

@@ -26,7 +26,7 @@ ray = pytest.importorskip("ray")
 import ddc_env  # noqa: E402,F401  (registers the ids)
 from ddc_env.arch import REMOVE, uniform_choices  # noqa: E402
 from ddc_env.cli import main  # noqa: E402
-from ddc_env.cli.runs import SearchLog  # noqa: E402
+from ddc_env.lab.runs import SearchLog  # noqa: E402
 from ddc_env.scoring import CachedScorer, LiveScorer  # noqa: E402
 from ddc_env.scoring.ray import RayScorer  # noqa: E402
 from ddc_env.store import ResultsStore  # noqa: E402

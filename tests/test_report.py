@@ -10,13 +10,13 @@ import pytest
 import torch
 from matplotlib.text import Annotation, Text
 
-from ddc_env.cli.runs import SearchLog
-from ddc_env.cli.search import SearchConfig, run_search
-from ddc_env.cli.baseline import BaselineConfig, run_baseline
 from ddc_env.arch import NetSpec, build
 from ddc_env.cli import main
+from ddc_env.lab.baseline import BaselineConfig, run_baseline
+from ddc_env.lab.report import load_live, pareto_figure, read_run, report_rows
+from ddc_env.lab.runs import SearchLog
+from ddc_env.lab.search import SearchConfig, run_search
 from ddc_env.models.teacher import evaluate_accuracy
-from ddc_env.cli.report import load_live, pareto_figure, read_run, report_rows
 
 EPISODES = 4
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -158,7 +158,7 @@ def test_the_pareto_legend_has_one_entry_per_run_outside_the_axes_and_labels_do_
 def test_runs_of_one_env_share_one_teacher_row_whatever_defaults_they_spell_out():
     """Two runs whose env arguments differ only by a default given explicitly, the reward or the store are of one
     env (one teacher row in the report); another fidelity is another env."""
-    from ddc_env.cli.report import Run
+    from ddc_env.lab.report import Run
 
     def run(**kwargs) -> Run:
         return Run(Path("r"), "baseline", {}, {"env_id": "DDC-LeNet5-MNIST", "env_kwargs": kwargs})

@@ -11,7 +11,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ddc_env.cli import main
-from ddc_env.cli.runs import removed_on_error
+from ddc_env.lab.runs import removed_on_error
 
 
 @pytest.fixture()

@@ -18,9 +18,9 @@ import yaml
 
 from ddc_env.scoring import LiveScorer
 from ddc_env.agents import AGENTS
-from ddc_env.cli.config import parse_scalar
-from ddc_env.cli.runs import RunLog, locked, read_episodes
-from ddc_env.cli.search import EnvFactory, SearchConfig, load_config, read_run_config, run_search
+from ddc_env.lab.config import parse_scalar
+from ddc_env.lab.runs import RunLog, locked, read_episodes
+from ddc_env.lab.search import EnvFactory, SearchConfig, load_config, read_run_config, run_search
 from ddc_env.arch import NetSpec, apply_decisions, build, uniform_choices
 from ddc_env.cli import main
 
@@ -294,7 +294,8 @@ def test_backend_options_from_config_and_flags(tmp_path, synth_teacher, synth_di
     """A config's backend (default local) under the command-line flags; bad options name what is allowed."""
     import argparse
 
-    from ddc_env.cli.backend import BackendOptions, add_backend_arguments, backend_options
+    from ddc_env.cli.backend_args import add_backend_arguments, backend_options
+    from ddc_env.lab.backend import BackendOptions
 
     config = load_config(_write_config(tmp_path, synth_teacher, synth_dir))
     assert config.backend == BackendOptions().to_dict() and config.backend["name"] == "local"

@@ -1,11 +1,11 @@
-"""argparse types of the ``ddc`` commands: numbers checked as they are parsed."""
+"""argparse types of the ``ddc`` commands: values checked as they are parsed."""
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["int_at_least", "non_negative_int", "positive_float", "positive_int"]
+__all__ = ["agent_file", "int_at_least", "non_negative_int", "positive_float", "positive_int"]
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -36,3 +36,11 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
     return value
+
+
+def agent_file(text: str) -> tuple[str, str]:
+    """An argparse type: ``AGENT=FILE`` -> (agent, file)."""
+    agent, sep, path = text.partition("=")
+    if not sep or not agent or not path:
+        raise argparse.ArgumentTypeError(f"expected AGENT=FILE, got {text!r}")
+    return agent, path

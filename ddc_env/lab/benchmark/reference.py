@@ -26,8 +26,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..scoring.table import TableScorer
-from ..twins import DDCBenchEnv
+from ...agents.random_search import random_episode
+from ...scoring.table import TableScorer
+from ...twins import DDCBenchEnv
 
 __all__ = ["EXACT_LIMIT", "Outcome", "Reference", "make_reference", "reference_from_episodes", "table_best"]
 
@@ -181,8 +182,6 @@ def make_reference(env: gym.Env, *, samples: int = 20_000, seed: int = 0,
     """The reference of a twin ``env`` (fresh, made for this): exact when it is tabular with deterministic rows and
     has at most ``limit`` random episodes (bounded by the product of every decision's allowed actions), else
     ``samples`` random episodes played with ``seed``."""
-    from ..agents.random_search import random_episode
-
     if not isinstance(env.unwrapped, DDCBenchEnv):
         raise ValueError("make_reference plays random episodes on a benchmark twin; a live env's reference comes "
                          "from the random agent's runs (reference_from_episodes)")

@@ -25,12 +25,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..paths import atomic_write_text
+from ..progress import bar_disable
 
 __all__ = ["BEST_FILE", "BEST_SPEC_FILE", "BEST_WEIGHTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "EPISODES_FILE",
-           "EPISODE_FIELDS", "EPISODE_SCALARS", "LOCK_FILE", "MODELS_DIR", "PROGRESS_FILE", "BudgetReached",
-           "RunLockedError",
-           "STORE_FILE", "SUMMARY_FILE", "TENSORBOARD_DIR", "RunLog", "SearchLog", "json_default", "locked",
-           "prepare_run_dir", "read_episodes", "read_progress", "removed_on_error"]
+           "EPISODE_FIELDS", "EPISODE_SCALARS", "LOCK_FILE", "MODELS_DIR", "PROGRESS_FILE", "STORE_FILE",
+           "SUMMARY_FILE", "TENSORBOARD_DIR", "BudgetReached", "RunLockedError", "RunLog", "SearchLog",
+           "default_run_dir", "json_default", "locked", "prepare_run_dir", "read_episodes", "read_progress",
+           "removed_on_error"]
 
 CONFIG_FILE = "config.yaml"
 STORE_FILE = "results.sqlite"
@@ -59,7 +60,12 @@ class RunLockedError(ValueError):
 
 class BudgetReached(Exception):
     """Raised by :meth:`RunLog.record` instead of logging an episode that would take the search past its budget of
-    simulated seconds; the search ends there (:func:`ddc_env.cli.search.run_search` catches it)."""
+    simulated seconds; the search ends there (:func:`ddc_env.lab.search.run_search` catches it)."""
+
+
+def default_run_dir(config: str | Path, name: str) -> Path:
+    """A new run folder's default place: ``runs/<config file's stem>-<agent or baseline name>-<local time>``."""
+    return Path("runs") / f"{Path(config).stem}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool | None = None) -> None:
@@ -155,7 +161,7 @@ class SearchLog:
         self.writer = None
         self._started = time.perf_counter()
         if self.run_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # here: slow to import, and only a run folder needs it
 
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR))
@@ -165,7 +171,7 @@ class SearchLog:
                 self.best_reward, self.best_info = saved["reward"], saved["info"]
             _truncate_lines(self.run_dir / EPISODES_FILE, start_episode)
         self.bar = tqdm(total=total_episodes, initial=start_episode, desc=desc, unit="episode",
-                        disable=not progress)
+                        disable=bar_disable(progress))
 
     def record(self, reward: float, info: Mapping[str, Any]) -> None:
         """Log one finished episode (its terminal reward and info)."""

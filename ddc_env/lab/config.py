@@ -1,7 +1,8 @@
-"""Config plumbing of the ``ddc`` commands: YAML files (packaged or on disk), ``key=value`` overrides with dotted
-keys, and plain-data conversion for what run folders write."""
+"""Config plumbing of the lab's jobs: YAML files (packaged or on disk), ``key=value`` overrides with dotted keys (of
+a config file, or of an env id's arguments), and plain-data conversion for what run folders write."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import json
 import re
@@ -12,7 +13,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["config_names", "parse_scalar", "plain", "read_yaml", "resolve_config", "resolve_config_dir", "set_dotted"]
+from .. import registration
+from ..env import EnvConfig
+from ..twins import BenchConfig
+
+__all__ = ["config_names", "env_arguments", "parse_scalar", "plain", "read_yaml", "resolve_config",
+           "resolve_config_dir", "set_dotted"]
 
 CONFIG_PACKAGE = "ddc_env.configs"
 
@@ -108,6 +114,14 @@ def set_dotted(data: dict[str, Any], overrides: Sequence[str], allowed: Sequence
             node = child
         node[path[-1]] = parse_scalar(text)
     return out
+
+
+def env_arguments(env_id: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """The keyword arguments ``key=value`` overrides give an env id (dotted keys reach into mappings, values parse as
+    YAML scalars): an argument of the live env's :class:`~ddc_env.env.EnvConfig`, or of a twin's
+    :class:`~ddc_env.twins.BenchConfig`; an unknown name raises a ValueError naming the allowed ones."""
+    config = EnvConfig if registration.is_live(env_id) else BenchConfig
+    return set_dotted({}, overrides, [f.name for f in dataclasses.fields(config)], "env argument")
 
 
 def plain(value: Any) -> Any:

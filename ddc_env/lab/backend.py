@@ -1,22 +1,19 @@
-"""Where student evaluations run: the backend options every command that scores students takes (``--backend``,
-``--address``, ``--workers``, ``--cpus-per-worker``, ``--gpus-per-worker``), and the one function that makes a
-scorer from them and an env config.
+"""Where student evaluations run: the backend options of every job that scores students (the ``ddc`` flags
+``--backend``, ``--address``, ``--workers``, ``--cpus-per-worker``, ``--gpus-per-worker``), and the one function that
+makes a scorer from them and an env config.
 
 - ``local`` (default): the process that plays an env trains its students (each subprocess env its own scorer);
-- ``ray``: a pool of Ray actors (:class:`~ddc_env.scoring.ray.RayScorer`) that every env of the command shares,
+- ``ray``: a pool of Ray actors (:class:`~ddc_env.scoring.ray.RayScorer`) that every env of the job shares,
   subprocess envs included; records come back and the caller's results store writes them.
 
-Example (a command's parser and its run)::
+Example::
 
-    add_backend_arguments(parser)
-    ...
-    options = backend_options(args)
+    options = BackendOptions("ray", workers=4)
     with open_backend(options, env_config) as scorer:
         records = CachedScorer(scorer, store).score_many(specs)
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Mapping
@@ -27,14 +24,13 @@ from ..env import EnvConfig, make_live_scorer
 from ..scoring import Scorer
 from ..task import Task, load_task
 from ..validate import check_choice, check_int, check_names, check_number
-from .argtypes import positive_float, positive_int
 
-__all__ = ["BACKENDS", "BackendOptions", "add_backend_arguments", "backend_flags", "backend_given",
-           "backend_options", "make_backend_scorer", "open_backend"]
+__all__ = ["BACKENDS", "FLAGS", "BackendOptions", "backend_flags", "make_backend_scorer", "open_backend"]
 
 BACKENDS = ("local", "ray")
-_FLAGS = {"address": "--address", "workers": "--workers", "cpus_per_worker": "--cpus-per-worker",
-          "gpus_per_worker": "--gpus-per-worker"}
+# each option but the name, and the ``ddc`` flag that sets it
+FLAGS = {"address": "--address", "workers": "--workers", "cpus_per_worker": "--cpus-per-worker",
+         "gpus_per_worker": "--gpus-per-worker"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ class BackendOptions:
         object.__setattr__(self, "gpus_per_worker", check_number(self.gpus_per_worker, "backend gpus_per_worker",
                                                                  minimum=0.0))
         if self.name == "local":
-            given = [flag for name, flag in _FLAGS.items() if getattr(self, name) != getattr(BackendOptions, name)]
+            given = [flag for name, flag in FLAGS.items() if getattr(self, name) != getattr(BackendOptions, name)]
             if given:
                 raise ValueError(f"{', '.join(given)} only apply to the ray backend (--backend ray)")
 
@@ -72,6 +68,13 @@ class BackendOptions:
         """Plain data (what a run's config.yaml records under ``backend``)."""
         return dataclasses.asdict(self)
 
+    def overridden(self, name: str | None = None, **given: Any) -> BackendOptions:
+        """These options with the ``given`` ones that are not None (e.g. flags over a config's or a resumed run's
+        backend); a ``name`` other than this backend's starts from that backend's defaults. A ValueError names an
+        option the chosen backend does not take."""
+        options = self if name is None or name == self.name else BackendOptions(name)
+        return dataclasses.replace(options, **{k: v for k, v in given.items() if v is not None})
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> BackendOptions:
         """Options from plain data (None: the defaults); unknown keys raise a ValueError naming the allowed ones."""
@@ -83,67 +86,29 @@ class BackendOptions:
         return cls(**data)
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
-    """Add ``--backend``, ``--address``, ``--workers`` (unless ``workers`` is false: the command has its own),
-    ``--cpus-per-worker`` and ``--gpus-per-worker`` (all defaulting to None: "not given", see
-    :func:`backend_options`)."""
-    group = parser.add_argument_group("where students are evaluated")
-    group.add_argument("--backend", choices=BACKENDS,
-                       help="local (default): this machine's processes train the students; ray: a pool of Ray "
-                            "actors shared by every env of the run")
-    group.add_argument("--address", help="Ray cluster address (host:6379 from `ray start --head`, or auto); "
-                                         "default: start a local Ray instance")
-    if workers:
-        group.add_argument("--workers", type=positive_int, metavar="N",
-                           help="Ray workers (default: as many as the free CPUs/GPUs hold)")
-    group.add_argument("--cpus-per-worker", type=positive_float, metavar="F",
-                       help="CPUs per Ray worker (default 1; also its torch threads)")
-    group.add_argument("--gpus-per-worker", type=float, metavar="F",
-                       help="GPUs per Ray worker, fractions pack several on one GPU (default 0)")
-
-
-def backend_options(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> BackendOptions:
-    """The options the arguments of :func:`add_backend_arguments` give over ``base`` (e.g. a config's or a resumed
-    run's backend; None: the defaults). ``--backend`` naming another backend than ``base`` starts from that
-    backend's defaults; a ValueError names an option the chosen backend does not take."""
-    options = BackendOptions.from_dict(base)
-    if args.backend is not None and args.backend != options.name:
-        options = BackendOptions(args.backend)
-    given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
-    return dataclasses.replace(options, **given)
-
-
 def backend_flags(options: BackendOptions) -> list[str]:
     """The command-line flags that give ``options`` (none for the defaults), e.g. to print a command that
     reproduces a run."""
     if not options.shared:
         return []
-    given = [(flag, getattr(options, name)) for name, flag in _FLAGS.items()
+    given = [(flag, getattr(options, name)) for name, flag in FLAGS.items()
              if getattr(options, name) != getattr(BackendOptions, name)]
     return ["--backend", options.name, *(p for flag, value in given for p in (flag, f"{value:g}" if isinstance(
         value, float) else str(value)))]
 
 
-def backend_given(args: argparse.Namespace) -> bool:
-    """Whether any argument of :func:`add_backend_arguments` was given."""
-    return any(getattr(args, name) is not None for name in ("backend", *_FLAGS))
-
-
-def make_backend_scorer(options: BackendOptions | argparse.Namespace, env_config: EnvConfig,
-                        task: Task | None = None) -> Scorer:
-    """The scorer ``options`` (or parsed arguments) ask for, scoring ``env_config``'s students at its fidelity with
-    its time settings (no cache: wrap it in a :class:`~ddc_env.scoring.CachedScorer`). Local: a live scorer on
-    ``task`` (loaded from the config when None). Ray: a new pool (``task`` is not needed: the workers load it);
-    stop it with ``scorer.shutdown()``, or use :func:`open_backend`."""
-    if isinstance(options, argparse.Namespace):
-        options = backend_options(options)
+def make_backend_scorer(options: BackendOptions, env_config: EnvConfig, task: Task | None = None) -> Scorer:
+    """The scorer ``options`` ask for, scoring ``env_config``'s students at its fidelity with its time settings (no
+    cache: wrap it in a :class:`~ddc_env.scoring.CachedScorer`). Local: a live scorer on ``task`` (loaded from the
+    config when None). Ray: a new pool (``task`` is not needed: the workers load it); stop it with
+    ``scorer.shutdown()``, or use :func:`open_backend`."""
     if not isinstance(env_config, EnvConfig):
         raise ValueError(f"the {options.name} backend scores the students of a live env (an EnvConfig), got "
                          f"{type(env_config).__name__}")
     if options.name == "local":
         return make_live_scorer(env_config, task if task is not None else load_task(env_config.task_config()))
     try:
-        from ..scoring.ray import RayScorer
+        from ..scoring.ray import RayScorer  # here: Ray is an optional extra, and slow to import
     except ImportError:
         raise ValueError("--backend ray needs Ray: pip install 'ddc-env[ray]'") from None
     return RayScorer(env_config.task_config(), **env_config.scorer_kwargs(), workers=options.workers,
@@ -151,8 +116,7 @@ def make_backend_scorer(options: BackendOptions | argparse.Namespace, env_config
 
 
 @contextlib.contextmanager
-def open_backend(options: BackendOptions | argparse.Namespace, env_config: EnvConfig,
-                 task: Task | None = None) -> Iterator[Scorer]:
+def open_backend(options: BackendOptions, env_config: EnvConfig, task: Task | None = None) -> Iterator[Scorer]:
     """:func:`make_backend_scorer` for the ``with`` block: a Ray pool is shut down at its end."""
     scorer = make_backend_scorer(options, env_config, task)
     try:

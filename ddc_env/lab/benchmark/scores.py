@@ -1,7 +1,7 @@
 """Scores of a benchmark's runs and their aggregates: the normalized score (0 = random search's expected best at the
 same budget, 1 = the best reward there is), evaluations to reach random search's expected best of ``k``, interquartile
-means with 95% stratified bootstrap confidence intervals, probability of improvement, anytime curves and performance
-profiles, all through ``rliable``; the plots as PNGs. Against random search an agent gets two probabilities of
+means with 95% stratified bootstrap confidence intervals and probabilities of improvement, all through ``rliable``
+(the plots: :mod:`ddc_env.lab.benchmark.plots`). Against random search an agent gets two probabilities of
 improvement: of a higher final best (normalized score) and of fewer evaluations to the target.
 """
 from __future__ import annotations
@@ -10,17 +10,15 @@ import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .reference import Reference
 
-__all__ = ["REPS", "RunCurve", "aggregate", "plot_anytime", "plot_profiles"]
+__all__ = ["REPS", "RunCurve", "aggregate", "seeded"]
 
 REPS = 2000  # bootstrap replications of every interval (default)
-CURVE_POINTS = 40  # budget points of an anytime curve's intervals
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ class RunCurve:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int = 0) -> Iterator[None]:
+def seeded(seed: int = 0) -> Iterator[None]:
     """rliable resamples with numpy's global generator: seed it for reproducible intervals, then restore it."""
     state = np.random.get_state()
     np.random.seed(seed)
@@ -73,13 +71,13 @@ def _seeded(seed: int = 0) -> Iterator[None]:
 def _iqm_intervals(columns: Mapping[str, np.ndarray], reps: int
                    ) -> dict[str, tuple[list[float], list[float], list[float]]]:
     """Per agent, the IQM of every column of its (runs, metrics) matrix with its 95% stratified bootstrap CI."""
-    from rliable import library as rly
+    from rliable import library as rly  # here and below: rliable takes seconds to import, and only scores need it
     from rliable import metrics
 
     def iqm(scores: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(scores[:, j]) for j in range(scores.shape[1])])
 
-    with _seeded():
+    with seeded():
         points, intervals = rly.get_interval_estimates(dict(columns), iqm, reps=reps)
     return {k: (points[k].tolist(), intervals[k][0].tolist(), intervals[k][1].tolist()) for k in columns}
 
@@ -93,25 +91,10 @@ def _improvement(scores: Mapping[str, np.ndarray], baseline: str, reps: int
     pairs = {k: (v[:, None], scores[baseline][:, None]) for k, v in scores.items() if k != baseline}
     if not pairs:
         return {}
-    with _seeded():
+    with seeded():
         points, intervals = rly.get_interval_estimates(
             pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]), reps=reps)
     return {k: (float(points[k][0]), float(intervals[k][0][0]), float(intervals[k][1][0])) for k in pairs}
-
-
-def _mean_curves(curves: Mapping[str, np.ndarray], reps: int
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per agent, the mean over runs of a (runs, points) curve with its 95% stratified bootstrap band."""
-    from rliable import library as rly
-    from rliable import metrics
-
-    def mean(scores: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_mean(scores[:, :, i]) for i in range(scores.shape[-1])])
-
-    with _seeded():
-        points, intervals = rly.get_interval_estimates({k: v[:, None, :] for k, v in curves.items()}, mean,
-                                                       reps=reps)
-    return {k: (points[k], intervals[k][0], intervals[k][1]) for k in curves}
 
 
 def _estimate(point: float, low: float, high: float) -> dict[str, Any]:
@@ -165,72 +148,3 @@ def aggregate(runs: Mapping[str, Sequence[RunCurve]], reference: Reference | Non
                                                          "students": len(reference.outcomes),
                                                          "best_source": reference.best_source},
             "agents": agents}
-
-
-def _axes(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    return fig, ax
-
-
-def _save(fig: Any, ax: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_anytime(runs: Mapping[str, Sequence[RunCurve]], reference: Reference | None, *, budget: int,
-                 title: str, out_evaluations: Path, out_seconds: Path, reps: int = REPS) -> None:
-    """Best reward so far against evaluations and against simulated seconds: the mean over seeds with a 95% bootstrap
-    band per agent; random search's expected best of ``k`` (dashed) and the best reward there is (dotted)."""
-    points = np.unique(np.linspace(1, budget, min(budget, CURVE_POINTS)).round().astype(int))
-    by_evals = _mean_curves({a: np.stack([r.best_so_far(points) for r in rs]) for a, rs in runs.items()}, reps)
-    fig, ax = _axes(title, "evaluations (episodes)", "best reward so far")
-    for agent, (mean, low, high) in by_evals.items():
-        ax.plot(points, mean, label=agent)
-        ax.fill_between(points, low, high, alpha=0.15)
-    if reference is not None:
-        ks = np.arange(1, budget + 1)
-        ax.plot(ks, [reference.expected_best(k) for k in ks], "k--", lw=1,
-                label=f"random, expected ({reference.method})")
-        if reference.best is not None:
-            ax.axhline(reference.best, color="k", ls=":", lw=1, label=reference.best_source)
-    _save(fig, ax, out_evaluations)
-
-    start = max(r.seconds[0] for rs in runs.values() for r in rs if len(r.seconds))
-    end = max(r.seconds[-1] for rs in runs.values() for r in rs if len(r.seconds))
-    grid = np.linspace(start, max(end, start), CURVE_POINTS)
-    by_seconds = _mean_curves({a: np.stack([r.best_by_seconds(grid) for r in rs]) for a, rs in runs.items()},
-                              reps)
-    fig, ax = _axes(title + " (a run that ended keeps its best)", "simulated seconds (live evaluations)",
-                    "best reward so far")
-    for agent, (mean, low, high) in by_seconds.items():
-        ax.plot(grid, mean, label=agent)
-        ax.fill_between(grid, low, high, alpha=0.15)
-    _save(fig, ax, out_seconds)
-
-
-def plot_profiles(normalized: Mapping[str, np.ndarray], *, title: str, out: Path, reps: int = REPS) -> None:
-    """Performance profiles (fraction of runs with a normalized score above tau) with 95% bootstrap bands."""
-    from rliable import library as rly
-
-    values = np.concatenate(list(normalized.values()))
-    taus = np.linspace(min(0.0, values.min()), max(1.0, values.max()), 81)
-    with _seeded():
-        profiles, cis = rly.create_performance_profile({k: v[:, None] for k, v in normalized.items()}, taus,
-                                                       reps=reps)
-    fig, ax = _axes(title, "normalized score tau (0: random search's expected best, 1: the best)",
-                    "fraction of runs with score > tau")
-    for agent, profile in profiles.items():
-        ax.plot(taus, profile, label=agent)
-        ax.fill_between(taus, cis[agent][0], cis[agent][1], alpha=0.15)
-    _save(fig, ax, out)
