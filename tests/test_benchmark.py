@@ -179,10 +179,15 @@ def test_a_killed_benchmark_resumes_without_redoing_finished_runs_and_extends(to
     finished = out / "runs" / "random-seed0" / "summary.json"
     stamp = finished.stat().st_mtime_ns
     assert not (out / "runs" / "random-seed1" / "summary.json").exists()
-    assert main(["benchmark", "run", "--resume", "--out", str(out), "--env", TWIN]) == 2  # resume takes the saved config
-    assert "drop --env" in capsys.readouterr().err
-
-    assert main(["benchmark", "run", "--resume", "--out", str(out), "--jobs", "1", "--quiet"]) == 0
+    # resume takes the saved config: flags that differ from it are refused, naming them and the saved values
+    assert main(["benchmark", "run", "--resume", "--out", str(out), "--env", "DDC-Bench-ResNet18-CIFAR10",
+                 "--agents", "random", "uniform"]) == 2
+    err = capsys.readouterr().err
+    assert f"--env DDC-Bench-ResNet18-CIFAR10 differs from its {TWIN}" in err
+    assert "--agents random uniform differs from its random" in err and len(err.strip().splitlines()) == 1
+    # the original flags are accepted: resuming with the command that started it works
+    assert main(["benchmark", "run", "--resume", "--out", str(out), "--env", TWIN, "--agents", "random", "--set",
+                 f"table={path}", "reward=n2n", "--jobs", "1", "--quiet"]) == 0
     assert finished.stat().st_mtime_ns == stamp  # not redone
     assert _rows(out / bench.EPISODES_CSV) == _rows(tmp_path / "whole" / bench.EPISODES_CSV)
     resumed = json.loads((out / bench.RESULTS_JSON).read_text())

@@ -332,6 +332,15 @@ def test_resume_may_change_the_backend(tmp_path, synth_teacher, synth_dir, capsy
     capsys.readouterr()
 
 
+def test_resuming_a_search_killed_before_its_config_was_written_says_to_start_it(tmp_path, capsys):
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / ".lock").write_text("")  # what a search killed at once leaves behind
+    assert main(["search", "--resume", "--out", str(killed)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was evaluated" in err and "without --resume" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["search", "--agent", "random"], "the following arguments are required: --config"),
     (["search", "--resume"], "--resume needs --out RUN_DIR"),

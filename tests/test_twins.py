@@ -102,6 +102,19 @@ def test_another_cpus_latency_table_times_the_twin_and_leaves_the_accuracies(syn
         TableScorer(again, "zero", device="mars")
 
 
+def test_ddc_table_latency_adds_this_machine_as_a_device(synth_table, tmp_path, capsys):
+    from ddc_env.cli import main
+
+    root, _, _, _, _ = synth_table
+    out = tmp_path / "with_here.json.gz"
+    assert main(["table", "latency", str(root / "synth.json.gz"), "--name", "here", "--out", str(out), "--quiet"]) == 0
+    assert "as device 'here'" in capsys.readouterr().out
+    assert BenchTable.load(out).latency_devices == ["build", "here"]
+    assert main(["table", "info", str(out)]) == 0 and "here (" in capsys.readouterr().out
+    twin = gym.make("DDC-Bench-LeNet5-MNIST", table=str(out), device="here").unwrapped
+    assert twin.scorer.inner.device == "here"
+
+
 def test_table_scorer_seeds_noise_and_missing_students(synth_table):
     root, _, task, students, _ = synth_table
     table = BenchTable.load(root / "synth.json.gz")

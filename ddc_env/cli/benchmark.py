@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import registration
 from ..agents import AGENTS
 from ..lab.backend import backend_flags
 from ..lab.benchmark import (DEFAULT_BUDGET, EPISODES_CSV, REPS, RESULTS_CSV, RESULTS_MD, format_validation,
@@ -44,13 +45,35 @@ def _command_line(args: argparse.Namespace, agents: Sequence[str]) -> str:
     return shlex.join(parts)
 
 
+def _differing_flags(args: argparse.Namespace) -> list[str]:
+    """The run flags given with --resume that differ from the folder's saved benchmark (flags equal to it are
+    fine), each named with the saved value."""
+    saved = read_benchmark_config(Path(args.out))
+    differ = []
+    if args.env and registration.resolve_id(args.env) != saved.env_id:
+        differ.append(f"--env {args.env} differs from its {saved.env_id}")
+    names = [a.agent for a in saved.agents]
+    if args.agents and (list(AGENTS) if args.agents == ["all"] else list(args.agents)) != names:
+        differ.append(f"--agents {' '.join(args.agents)} differs from its {' '.join(names)}")
+    if args.set and env_arguments(saved.env_id, args.set) != saved.env_kwargs:
+        differ.append(f"--set {' '.join(args.set)} differs from its env arguments {saved.env_kwargs}")
+    if args.config or args.config_dir:
+        again = make_benchmark_config(saved.env_id, names, seeds=saved.seeds, budget=saved.budget,
+                                      env_kwargs=saved.env_kwargs, config_dir=args.config_dir,
+                                      configs=dict(args.config))
+        changed = [a.agent for a, b in zip(again.agents, saved.agents) if a.agent_kwargs != b.agent_kwargs]
+        if changed:
+            differ.append(f"--config/--config-dir give {', '.join(changed)} other hyperparameters than its own")
+    return differ
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.resume:
-        given = [flag for flag, value in (("--env", args.env), ("--agents", args.agents), ("--set", args.set),
-                                          ("--config", args.config), ("--config-dir", args.config_dir)) if value]
-        if given:
-            raise usage_error("ddc benchmark run", f"--resume continues {args.out}/{CONFIG_FILE} as saved; drop "
-                                                   f"{', '.join(given)}")
+        differ = _differing_flags(args)
+        if differ:
+            raise usage_error("ddc benchmark run", f"--resume continues {args.out}/{CONFIG_FILE} as saved, and "
+                                                   f"{'; '.join(differ)}: drop them (or start a new benchmark in "
+                                                   f"another --out)")
         backend = backend_options(args, read_benchmark_config(Path(args.out)).backend) if backend_given(args) else None
         results = run_benchmark(None, args.out, resume=True, jobs=args.jobs, progress=not args.quiet,
                                 backend=None if backend is None else backend.to_dict(), budget=args.budget)

@@ -1,5 +1,5 @@
-"""``ddc table build|info``: build a benchmark table from a live env's task, or describe one
-(:mod:`ddc_env.lab.tables`)."""
+"""``ddc table build|info|latency``: build a benchmark table from a live env's task, describe one, or time its units on
+this machine as another device (:mod:`ddc_env.lab.tables`, :func:`ddc_env.tables.measure_latency_table`)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..lab.config import env_arguments
 from ..lab.tables import build_env_table, default_table_file, default_table_store, describe, describe_surrogates
-from ..tables import BenchTable
+from ..tables import BenchTable, measure_latency_table
 from .argtypes import positive_int
 from .backend_args import add_backend_arguments, backend_options
 
@@ -39,10 +39,21 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency(args: argparse.Namespace) -> int:
+    table = BenchTable.load(args.table)
+    out = Path(args.out) if args.out else table.path
+    entry = measure_latency_table(table, args.name, progress=not args.quiet)
+    table.save(out)
+    print(f"wrote {out}: {len(entry['units'])} units timed on {entry['describe']['signature']} as device "
+          f"{args.name!r}; a twin uses them with device={args.name!r}")
+    return 0
+
+
 def add_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``ddc table build|info``."""
+    """Register ``ddc table build|info|latency``."""
     table = commands.add_parser("table", help="build or describe a benchmark table (the twins' data)",
-                                description="Build a benchmark table from a live env's task, or describe one.")
+                                description="Build a benchmark table from a live env's task, describe one, or time "
+                                            "its units on this machine.")
     actions = table.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser(
         "build", help="score students with the live scorer into a table file (resumable)",
@@ -73,3 +84,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     info.add_argument("table", help="a shipped table's name or a table file")
     info.add_argument("--surrogate", action="store_true", help="also fit and cross-validate its surrogate")
     info.set_defaults(func=_info)
+    latency = actions.add_parser(
+        "latency", help="time a table's units on this machine: another device for its twins",
+        description="Time every unit of a table's latency table on this machine (the current timing protocol, the "
+                    "table's threads and batch size) and store them in the table file under a device name; a twin of "
+                    "the table then takes device=NAME (like HW-NAS-Bench's devices: same accuracies, this CPU's "
+                    "time ratios).")
+    latency.add_argument("table", help="a shipped table's name or a table file")
+    latency.add_argument("--name", required=True, help="the device's name, e.g. xeon-avx2")
+    latency.add_argument("--out", help="the table file to write (default: the table's own file)")
+    latency.add_argument("--quiet", action="store_true", help="no progress bar")
+    latency.set_defaults(func=_latency)

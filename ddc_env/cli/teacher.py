@@ -105,6 +105,11 @@ def _resolve_checkpoint(name: str) -> Path:
 def _teacher_info(args: argparse.Namespace) -> int:
     path = _resolve_checkpoint(args.checkpoint)
     meta = read_sidecar(path)
+    try:  # verified first: a checkpoint that fails gets only the error, no metadata that looks like it is fine
+        ckpt = load_teacher(path)
+    except CheckpointError as e:
+        print(f"ddc teacher info: verification FAILED: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(meta, indent=1))
     else:
@@ -113,11 +118,6 @@ def _teacher_info(args: argparse.Namespace) -> int:
             meta = {**meta, "spec": f"{meta['spec'].get('arch')}, {len(units)} units (--json prints them)"}
         print(f"# {path}")
         print(yaml.safe_dump(meta, sort_keys=False, default_flow_style=None, width=120).rstrip())
-    try:
-        ckpt = load_teacher(path)
-    except CheckpointError as e:
-        print(f"ddc teacher info: verification FAILED: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
     how = "" if "spec" in meta else ", architecture inferred from the weights"
     print(f"verified: sha256 matches the sidecar; weights fit the {ckpt.spec.arch} spec "
           f"({ckpt.meta['num_params']:,} params, {ckpt.spec.num_classes} classes{how})")

@@ -73,6 +73,9 @@ def prepare_run_dir(run_dir: Path, *, resume: bool | None = None) -> None:
     at --resume, ``None``: the command cannot resume); a resumed one needs its ``config.yaml``."""
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
+            if run_dir.is_dir() and not any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+                raise ValueError(f"nothing was evaluated in {run_dir} (it was stopped before its {CONFIG_FILE} was "
+                                 f"written): run the command again without --resume to start it")
             raise ValueError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
     elif run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_FILE for p in run_dir.iterdir())):
         hint = "pass --resume to continue the run in it, or " if resume is False else ""

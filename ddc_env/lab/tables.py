@@ -91,7 +91,11 @@ def _ray_pool(backend: BackendOptions, env_config: EnvConfig, device: str, threa
 def describe(table: BenchTable) -> str:
     """Rows, fidelities, seeds, accuracy range and the training-seed noise of a table, as text."""
     lines = [f"table {table.name}: task {table.task.name}, {len(table.spec_hashes())} students, {len(table.rows)} rows",
-             f"built with: {table.meta.get('command', '?')} ({table.meta.get('threads')} thread(s) per worker)"]
+             f"built with: {table.meta.get('command', '?')} ({table.meta.get('threads')} thread(s) per worker)",
+             "latency tables (device=): build (the rows' own, protocol v"
+             f"{table.latency['describe'].get('protocol_version', '?')})"
+             + "".join(f", {name} ({entry['describe'].get('signature', '?')})"
+                       for name, entry in table.latencies.items())]
     for fidelity in table.fidelities:
         rows = [r for r in table.rows if r["fidelity"] == fidelity]
         ok = [r for r in rows if r["status"] == "ok"]
