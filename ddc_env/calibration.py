@@ -61,6 +61,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def calibrate(recipe: CalibratedReward, scorer: Scorer) -> DDCReward:
     """The DDC reward ``recipe`` gives on ``scorer``'s task (see the module docstring for where it is kept)."""
+    scorer.prepare()  # the task's identity (its key) is known once its teacher and data are loaded
     if getattr(getattr(scorer, "inner", scorer), "table", None) is not None:
         return recipe.fit(_reference_records(recipe, scorer))
     options = json.dumps({"scorer": scorer.key, "recipe": recipe.__dict__}, sort_keys=True, default=str)

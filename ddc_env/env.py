@@ -23,8 +23,8 @@ from typing import Any
 from .env_config import (ACTION_MODES, BEHAVIOUR, INVALID_REWARD, MASKED_ACTIONS, STAGES, EnvConfig, check_behaviour,
                          make_config, make_live_scorer)
 from .episode import CompressionEnv
-from .scoring import CachedScorer, Scorer
-from .task import load_task
+from .scoring import CachedScorer, LiveScorer, Scorer
+from .task import describe_task, load_task
 from .walk import FEATURES, OBS_DIM
 
 __all__ = ["ACTION_MODES", "FEATURES", "INVALID_REWARD", "MASKED_ACTIONS", "OBS_DIM", "STAGES", "CompressionEnv",
@@ -190,6 +190,9 @@ class DDCEnv(CompressionEnv):
       ``run``: the run name written with each evaluation.
     - ``seed``: seeds ``np_random`` at the first ``reset()`` without a seed; ``render_mode``: None | "ansi".
 
+    Making a live env is cheap: its spaces come from the teacher checkpoint's sidecar and the dataset catalog, and
+    the teacher and the data load when the first student is scored (``env.scorer.prepare()`` loads them at once; a
+    dataset outside the catalog, data not in local npz files, or an "auto" teacher not trained yet load at once).
     Pickling keeps the arguments only: an unpickled copy reloads data and teacher and starts a new episode,
     which is what subprocess vector envs need.
 
@@ -202,8 +205,12 @@ class DDCEnv(CompressionEnv):
     def __init__(self, config: EnvConfig | None = None, *, scorer: Scorer | None = None, **overrides: Any) -> None:
         self.config = cfg = make_config(config, **overrides)
         self._given_scorer = scorer
-        if scorer is None:
-            scorer = CachedScorer(make_live_scorer(cfg, load_task(cfg.task_config())), cfg.store, run=cfg.run)
+        if scorer is None:  # the spaces come from the light task; teacher and data load on the first scoring
+            task_config = cfg.task_config()
+            light = describe_task(task_config)
+            live = (LiveScorer(light, load=task_config, **cfg.scorer_kwargs()) if light is not None
+                    else make_live_scorer(cfg, load_task(task_config)))
+            scorer = CachedScorer(live, cfg.store, run=cfg.run)
         super().__init__(scorer, **{name: getattr(cfg, name) for name in BEHAVIOUR})
 
     @staticmethod

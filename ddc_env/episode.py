@@ -20,6 +20,7 @@ from .calibration import calibrated
 from .env_config import INVALID_REWARD, REMOVE_BELOW, RENDER_MODES, check_behaviour
 from .rewards import RewardFn, make_env_reward
 from .scoring import Scorer
+from .task import Task
 from .walk import F, OBS_DIM, DecisionWalk
 
 __all__ = ["CompressionEnv"]
@@ -39,7 +40,7 @@ class CompressionEnv(gym.Env):
                  remove_below: float = REMOVE_BELOW) -> None:
         check_behaviour(action_mode=action_mode, stages=stages, masked_action=masked_action, render_mode=render_mode,
                         seed=seed, budget=budget, remove_below=remove_below)
-        self.scorer, self.task = scorer, scorer.task
+        self.scorer = scorer
         self.teacher_spec: NetSpec = self.task.teacher_spec
         self.decisions: tuple[Decision, ...] = self.task.decisions
         self.action_choices: tuple[Choice, ...] = self.task.action_choices
@@ -62,6 +63,11 @@ class CompressionEnv(gym.Env):
                                  else spaces.Discrete(a))
             self.observation_space = spaces.Box(0.0, 1.0, (OBS_DIM,), np.float32)
         self._start()
+
+    @property
+    def task(self) -> Task:
+        """The task (its scorer's: a live env's task holds its teacher and data once the first student is scored)."""
+        return self.scorer.task
 
     def _budget_clipper(self, budget: tuple[str, float] | None) -> BudgetClipper | None:
         if budget is None:

@@ -20,12 +20,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from .arch import FORMS, N2N_WIDTHS, ActionCodec, Choice, Decision, NetSpec, apply_decisions, decision_table
-from .data import DataBundle, DataConfig, load_data
+from .data import (KNOWN_DATASETS, PACKAGED_DATASETS, DataBundle, DataConfig, load_data, npz_paths, resolve_classes,
+                   resolve_data_dir)
+from .data.sources import ASSETS_DIR
 from .models.registry import MODELS, get_model_spec
-from .models.checkpoints import TeacherCheckpoint, load_teacher
+from .models.checkpoints import TeacherCheckpoint, load_teacher, read_spec
 from .models.teacher import (TeacherRecipe, estimate_training_seconds, find_teacher, min_training_seconds,
                              train_teacher, warn_if_near_chance)
 from .paths import PACKAGED_TEACHERS_DIR, teachers_dir
@@ -33,7 +36,7 @@ from .train import OptimConfig
 from .userwarn import warn_user
 from .validate import check_bool, check_choice, check_device, check_int, check_names, check_number, check_numbers
 
-__all__ = ["Task", "TaskConfig", "TaskError", "load_task"]
+__all__ = ["Task", "TaskConfig", "TaskError", "describe_task", "load_task"]
 
 _DATA_KWARGS = ("num_classes", "in_channels", "input_size")  # model kwargs that come from the data
 AUTO_TRAIN_LIMIT_SECONDS = 300.0  # an "auto" teacher trains inside the env only when it takes less than this
@@ -286,7 +289,7 @@ def load_task(config: TaskConfig | None = None, *, progress: bool = True, **over
     config = dataclasses.replace(config or TaskConfig(), **_checked(overrides))
     data = load_data(config.data_config())
     teacher = _load_teacher(config, data, progress)
-    classes = _student_classes(teacher, data)
+    classes = _student_classes(teacher.spec.num_classes, teacher.meta, tuple(data.class_indices))
     facts = {"teacher_path": str(teacher.path), "model": teacher.meta.get("model"),
              "teacher_sidecar_val_acc": teacher.meta.get("val_acc"), "dataset": config.dataset,
              "data": data.describe()}
@@ -294,6 +297,43 @@ def load_task(config: TaskConfig | None = None, *, progress: bool = True, **over
                 f"{teacher.spec.arch}/{config.dataset}" + (f"[{config.classes}]" if config.classes else ""),
                 classes, tuple(data.class_names), config.width_choices, config.kernel_shrink,
                 config.channel_round, config.min_channels, facts, teacher, data, config.forms)
+
+
+def describe_task(config: TaskConfig) -> Task | None:
+    """The light part of the task ``config`` describes, without loading data or weights: the teacher's spec from its
+    checkpoint's sidecar (an "auto" teacher: one already cached or shipped), the classes from the dataset catalog.
+    None when that needs the files themselves (data not in local npz files, a checkpoint without a spec in its
+    sidecar, an "auto" teacher not trained yet): then :func:`load_task`. The result's ``data_key`` is empty until
+    the task is loaded (:class:`~ddc_env.scoring.LiveScorer` does, with ``load=config``, on first use)."""
+    info = KNOWN_DATASETS.get(config.dataset)
+    data_cfg = config.data_config()
+    root = ASSETS_DIR if config.data_dir is None and config.dataset in PACKAGED_DATASETS else resolve_data_dir(
+        config.data_dir)
+    if info is None or config.dataset == "cifar100_coarse" or not all(p.is_file() for p in npz_paths(
+            config.dataset, root)):
+        return None
+    wanted = resolve_classes(data_cfg.classes, info.class_names)
+    if isinstance(config.teacher, TeacherCheckpoint):
+        spec, meta = config.teacher.spec, config.teacher.meta
+    else:
+        path = (_cached_auto_teacher(config) if isinstance(config.teacher, str) and config.teacher == "auto"
+                else Path(config.teacher))
+        if path is None or not path.is_file():
+            return None
+        spec, meta = read_spec(path)
+        if not isinstance(meta.get("sha256"), str):
+            return None
+    classes = _student_classes(spec.num_classes, meta, wanted)
+    return Task(spec, meta.get("sha256", ""), "", f"{spec.arch}/{config.dataset}" + (
+        f"[{config.classes}]" if config.classes else ""), classes, tuple(info.class_names[i] for i in wanted),
+        config.width_choices, config.kernel_shrink, config.channel_round, config.min_channels, {}, forms=config.forms)
+
+
+def _cached_auto_teacher(config: TaskConfig) -> Path | None:
+    """The checkpoint an "auto" teacher of ``config`` is (one shipped beside a twin's table first), if any."""
+    data_cfg, recipe = config.teacher_data_config(), config.recipe()
+    return (find_teacher(config.model, data_cfg, recipe=recipe, directory=PACKAGED_TEACHERS_DIR)
+            or find_teacher(config.model, data_cfg, recipe=recipe))
 
 
 def _checked(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,8 +370,7 @@ def _auto_teacher(config: TaskConfig, data: DataBundle, progress: bool) -> Teach
     """The cached teacher of ``model`` on the whole dataset (one the package ships with a twin's table first, so the
     live env and its twin pose the same problem); trained now when that is quick (or asked for)."""
     data_cfg, recipe = config.teacher_data_config(), config.recipe()
-    path = (find_teacher(config.model, data_cfg, recipe=recipe, directory=PACKAGED_TEACHERS_DIR)
-            or find_teacher(config.model, data_cfg, recipe=recipe))
+    path = _cached_auto_teacher(config)
     if path is not None:
         return load_teacher(path)
     if config.classes is not None:
@@ -359,13 +398,13 @@ def _auto_teacher(config: TaskConfig, data: DataBundle, progress: bool) -> Teach
                          progress=progress)
 
 
-def _student_classes(teacher: TeacherCheckpoint, data: DataBundle) -> tuple[int, ...] | None:
-    """The classifier rows a student keeps: None when it serves all the teacher's classes, else
-    ``data.class_indices`` (a class subset of a teacher of the whole dataset)."""
-    n = teacher.spec.num_classes
-    wanted = tuple(data.class_indices)
+def _student_classes(num_classes: int, teacher_meta: Mapping[str, Any], wanted: tuple[int, ...]
+                     ) -> tuple[int, ...] | None:
+    """The classifier rows a student keeps: None when it serves all the teacher's classes, else ``wanted`` (the
+    data's class indices: a class subset of a teacher of the whole dataset)."""
+    n = num_classes
     default = wanted if n == len(wanted) else tuple(range(n))
-    teacher_classes = tuple(teacher.meta.get("class_indices", default))
+    teacher_classes = tuple(teacher_meta.get("class_indices", default))
     if teacher_classes == wanted:
         return None
     if teacher_classes == tuple(range(n)) and max(wanted) < n:

@@ -12,6 +12,7 @@ import yaml
 
 import ddc_env
 import ddc_env.configs
+import ddc_env.task
 from ddc_env import registration
 from checkers import check_env
 from ddc_env.arch import REMOVE
@@ -215,6 +216,7 @@ def test_the_live_lenet_id_on_the_packaged_sample_is_the_twins_problem():
     """gym.make's default teacher for DDC-LeNet5-MNIST on mnist_sample is the one shipped with the twin's table (no
     training), so live and twin pose the same problem; the packaged configs ask for the same teacher recipe."""
     env = gym.make("DDC-LeNet5-MNIST", dataset="mnist_sample", fidelity="smoke", latency="flops").unwrapped
+    env.scorer.prepare()  # a live env loads its teacher and data when it first scores a student
     assert env.task.teacher.path == SHIPPED_TEACHER
     assert env.task.key() == BenchTable.load("lenet5_mnist").task.key()
     default = registration.env_config("DDC-LeNet5-MNIST", {}).task_config().recipe()
@@ -222,6 +224,24 @@ def test_the_live_lenet_id_on_the_packaged_sample_is_the_twins_problem():
         config = yaml.safe_load(path.read_text())
         kwargs = {k: v for k, v in config["env_kwargs"].items() if k in ("teacher_epochs", "teacher_recipe")}
         assert registration.env_config(config["env_id"], kwargs).task_config().recipe() == default, path.name
+
+
+def test_a_live_env_is_cheap_to_make_and_loads_teacher_and_data_on_its_first_scoring(monkeypatch):
+    """The spaces come from the light task (the teacher's sidecar, the dataset catalog): making the env and playing an
+    episode up to its last step load nothing; the last step loads teacher and data once."""
+    loads = []
+    real = ddc_env.task.load_data
+    monkeypatch.setattr(ddc_env.task, "load_data", lambda *a, **k: loads.append(1) or real(*a, **k))
+    env = gym.make("DDC-LeNet5-MNIST", dataset="mnist_sample", fidelity="smoke", latency="flops").unwrapped
+    assert loads == [] and env.task.teacher is None and env.task.data_key == ""
+    env.reset(seed=0)
+    while True:
+        _, _, done, _, info = env.step(int(np.flatnonzero(env.action_masks())[-1]))
+        if done:
+            break
+        assert loads == []
+    assert loads == [1] and env.task.teacher.path == SHIPPED_TEACHER and info["status"] == "ok"
+    assert env.task.data_key != ""
 
 
 def test_a_table_records_the_machine_and_precision_it_was_built_with():

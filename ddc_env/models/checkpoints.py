@@ -169,6 +169,21 @@ def _resolve_spec(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], pa
     return get_model_spec(name, **kwargs), name, kwargs
 
 
+def read_spec(path: str | os.PathLike[str]) -> tuple[NetSpec, dict[str, Any]]:
+    """A checkpoint's architecture and sidecar without verifying or loading its weights (cheap: the sidecar's spec,
+    or, for a torchvision state dict, the ResNet its tensor shapes describe, read memory-mapped);
+    :func:`load_teacher` does both."""
+    meta = read_sidecar(path)
+    if isinstance(meta.get("spec"), dict):
+        state: Mapping[str, torch.Tensor] = {}
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:  # torch.load raises many types
+            raise CheckpointError(f"cannot load {path} as a torch state dict: {e}") from None
+    return _resolve_spec(meta, state, Path(path), None, None)[0], meta
+
+
 def load_teacher(path: str | os.PathLike[str], *, model: str | None = None,
                  model_kwargs: Mapping[str, Any] | None = None,
                  map_location: str | torch.device = "cpu") -> TeacherCheckpoint:

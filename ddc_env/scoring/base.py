@@ -83,6 +83,9 @@ class Scorer(abc.ABC):
     def evaluate(self, spec: NetSpec) -> dict[str, Any]:
         """Compute the record of ``spec`` now (no cache), with ``eval_seconds``."""
 
+    def prepare(self) -> None:
+        """Load what scoring needs (a live scorer of a light task: the teacher and the data); nothing by default."""
+
     def latency_model(self) -> LatencyModel | None:
         """The latency model whose times the records carry (None: times measured directly, or FLOPs)."""
         return None
@@ -93,6 +96,7 @@ class Scorer(abc.ABC):
 
     def record_key(self, spec: NetSpec) -> str:
         """The results-store key of ``spec``'s record: hash of (teacher, data, spec, :attr:`key`)."""
+        self.prepare()  # the teacher's and the data's identities are known once they are loaded
         return make_key(self.task.teacher_id, self.task.data_key, spec.hash(), self.key)
 
     def submit(self, spec: NetSpec) -> Future:

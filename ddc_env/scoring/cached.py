@@ -9,6 +9,7 @@ from typing import Any
 from ..arch import NetSpec
 from ..latency import LatencyModel
 from ..store import ResultsStore
+from ..task import Task
 from .base import Scorer, done_future
 
 __all__ = ["CachedScorer"]
@@ -28,7 +29,7 @@ class CachedScorer(Scorer):
     def __init__(self, inner: Scorer, store: ResultsStore | str | None = None, *, run: str | None = None,
                  method: str = "env") -> None:
         self.inner = inner
-        self.task, self.fidelity = inner.task, inner.fidelity
+        self.fidelity = inner.fidelity
         self.store = ResultsStore(store) if isinstance(store, str) else store
         self.run, self.method = run, method
         self._memory: dict[str, dict[str, Any]] = {}
@@ -40,6 +41,13 @@ class CachedScorer(Scorer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["inner"], state["store"], run=state["run"], method=state["method"])
+
+    @property
+    def task(self) -> Task:  # the inner scorer's, which a light task's live scorer replaces once it is loaded
+        return self.inner.task
+
+    def prepare(self) -> None:
+        self.inner.prepare()
 
     @property
     def key(self) -> str:

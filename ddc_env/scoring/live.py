@@ -15,7 +15,7 @@ from ..arch import NetSpec
 from ..distill import Distiller, Fidelity, make_fidelity
 from ..latency import LatencyModel, LatencyProtocol, measure_module, measure_paired, timing_copy
 from ..metrics import count_flops, count_params, serialized_size
-from ..task import Task
+from ..task import Task, TaskConfig, TaskError, load_task
 from ..train import torch_threads
 from ..validate import check_choice, check_int
 from .base import Scorer, make_record
@@ -36,18 +36,26 @@ class LiveScorer(Scorer):
     intra-op threads students train with (None: leave torch's setting); on a CPU the result of a training depends
     on it slightly, and is bit-identical across processes for the same value. One evaluation runs at a time per
     scorer (they share the device and the cached teacher views).
+
+    ``load``: the config of a light ``task`` (one :func:`~ddc_env.task.describe_task` made without data or weights):
+    the teacher and the data load on the first use that needs them (:meth:`prepare`), so an env is cheap to make.
     """
 
     def __init__(self, task: Task, fidelity: str | dict[str, Any] | Fidelity = "fast", *, latency: str = "model",
                  latency_protocol: LatencyProtocol | None = None, device: str | torch.device | None = "auto",
-                 latency_model: LatencyModel | None = None, threads: int | None = None) -> None:
+                 latency_model: LatencyModel | None = None, threads: int | None = None,
+                 load: TaskConfig | None = None) -> None:
         self.task = task
         self.threads = check_int(threads, "threads", minimum=1, optional=True)
         self.latency = check_choice(latency, "latency", LATENCY_MODES)
         self.protocol = latency_protocol or LatencyProtocol()
         self._latency_model = latency_model or (LatencyModel(self.protocol) if latency == "model" else None)
-        self.distiller = Distiller(task, make_fidelity(fidelity), device=device)
-        self.fidelity = self.distiller.fidelity.name
+        self._fidelity, self._device = make_fidelity(fidelity), device
+        self.fidelity = self._fidelity.name
+        self._load = None if task.live else load
+        if self._load is None:
+            task.require_live("a live scorer")
+        self._distiller: Distiller | None = None
         self._teacher_record: dict[str, Any] | None = None
         self._timing_teacher: nn.Module | None = None
         self._lock = threading.Lock()
@@ -61,7 +69,25 @@ class LiveScorer(Scorer):
             time_key = {"latency": "measured", "device": p.device, "threads": p.threads, "batch": p.batch_size}
         else:
             time_key = {"latency": "flops"}
-        return f"{self.distiller.fidelity.hash()}:{json.dumps(time_key, sort_keys=True)}"
+        return f"{self._fidelity.hash()}:{json.dumps(time_key, sort_keys=True)}"
+
+    def prepare(self) -> None:
+        """Load the teacher and the data of a light task (checked to be the same task), and the KD toolkit."""
+        if self._distiller is not None:
+            return
+        if self._load is not None:
+            live = load_task(self._load)
+            if (live.teacher_spec, live.class_indices) != (self.task.teacher_spec, self.task.class_indices):
+                raise TaskError(f"the teacher and data loaded for {self.task.name!r} are not the task its env was made "
+                                f"with (another teacher architecture or class subset)")
+            self.task, self._load = live, None
+        self._distiller = Distiller(self.task, self._fidelity, device=self._device)
+
+    @property
+    def distiller(self) -> Distiller:
+        """The KD toolkit (teacher, data split, cached teacher views), made on first use."""
+        self.prepare()
+        return self._distiller
 
     def latency_model(self) -> LatencyModel | None:
         return self._latency_model
@@ -71,7 +97,7 @@ class LiveScorer(Scorer):
         return "flops" if self.latency == "flops" else "latency"
 
     def describe(self) -> dict[str, Any]:
-        out = {**super().describe(), "fidelity_fields": dataclasses.asdict(self.distiller.fidelity),
+        out = {**super().describe(), "fidelity_fields": dataclasses.asdict(self._fidelity),
                "latency": self.latency}
         if self._latency_model is not None:
             out["latency_model"] = self._latency_model.describe()

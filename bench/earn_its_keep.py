@@ -1,0 +1,209 @@
+"""Where does the search earn its keep? For a task and a latency budget: an agent searches the live env (AMC's budget
+clipping: every student it meets has a model latency within the budget; reward: validation accuracy), then the
+searched student, the uniform-width student, the torch-pruning reference and (with ``--amc``) the AMC agent's student
+all get the same final KD (at least 5 epochs over the whole training split, inherited from the teacher) and are
+measured for real: test accuracy, and batch-1 CPU latency timed in interleaved rounds with the teacher.
+
+The references are matched to each searched student's *measured* latency (the latency model can be far off on a CPU):
+the widest uniform width, and the torch-pruning FLOPs ratio (one global group-norm step, then the final KD), whose
+measured latency ratio is at most the searched student's.
+
+    .venv/bin/python bench/earn_its_keep.py --task vgg16 --latency 0.3 --seeds 0 1 2 --agent evolution --episodes 60
+
+Everything is resumable: the search's evaluations go through a results store (a killed search replays them as cache
+hits), trained final students are saved per spec, and finished seeds stay in ``--out/<task>-<budget>/results.json``.
+Prints the CPU and precision it ran with.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import ddc_env  # noqa: F401  (registers the ids)
+from ddc_env.agents import get_agent
+from ddc_env.arch import NetSpec, build, channel_counts, uniform_choices, with_channels
+from ddc_env.baselines.common import Context
+from ddc_env.baselines.library_pruning import SpacePruner, make_importance
+from ddc_env.baselines.library_pruning import run as torch_prune
+from ddc_env.lab.report import load_model, measure_test_accuracy
+from ddc_env.lab.runs import SearchLog
+from ddc_env.latency import LatencyProtocol, measure_paired, timing_copy
+from ddc_env.paths import atomic_write_text
+from ddc_env.scoring import LiveScorer
+from ddc_env.store import ResultsStore
+from ddc_env.task import Task, TaskConfig, load_task
+from ddc_env.train import compute_signature
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+TASKS = {  # live id, teacher checkpoint, dataset (the CIFAR-10 JPEG copy)
+    "vgg16": ("DDC-VGG16-CIFAR10", SHARED / "teachers" / "vgg16_cifar10jpeg.pt"),
+    "resnet18": ("DDC-ResNet18-CIFAR10", SHARED / "teachers" / "resnet18_cifar10jpeg.pt"),
+    "mobilenet_v2": ("DDC-MobileNetV2-CIFAR10", ROOT / "bench" / "teachers" / "mobilenet_v2_cifar10jpeg.pt"),
+}
+DATA = SHARED / "data" / "cifar10_jpeg"
+FINAL = {"name": "standard", "epochs": 5}
+CONTINUOUS = ("ddpg", "td3", "sac")
+
+
+def env_kwargs(task: str, latency: float, fidelity: str, store: Path, agent: str) -> dict[str, Any]:
+    return {"teacher": str(TASKS[task][1]), "dataset": "cifar10_jpeg", "data_dir": str(DATA), "fidelity": fidelity,
+            "latency": "model", "budget": {"latency": latency}, "reward": {"name": "amc", "objective": "error"},
+            "store": str(store), "action_mode": "continuous" if agent in CONTINUOUS else "sequential"}
+
+
+def search(task: str, latency: float, seed: int, agent: str, episodes: int, fidelity: str, store: Path
+           ) -> dict[str, Any]:
+    """The most accurate student the agent finds within the budget (its terminal info)."""
+    log = SearchLog(None, episodes, progress=False)
+    entry = get_agent(agent)
+    kwargs = env_kwargs(task, latency, fidelity, store, agent)
+    entry.runner()(lambda: gym.make(TASKS[task][0], **kwargs), episodes=episodes, log=log, seed=seed,
+                   **entry.hyperparams({}))
+    return log.best_info
+
+
+def paired_ratio(net: torch.nn.Module, teacher: torch.nn.Module, task: Task, rounds: int) -> float:
+    """Batch-1 latency ratio to the teacher, timed in interleaved rounds."""
+    return measure_paired(timing_copy(net), teacher, task.input_shape, LatencyProtocol(rounds=rounds)).ratio
+
+
+def widest_uniform(task: Task, teacher: torch.nn.Module, ratio: float, rounds: int) -> tuple[float, NetSpec]:
+    """The widest uniform width (steps of 0.01) whose student's measured latency ratio is at most ``ratio``
+    (latency does not depend on the weights: randomly initialised students are timed)."""
+    low, high = 5, 100
+    while low < high:  # bisection on the width in hundredths: latency grows with width
+        mid = (low + high + 1) // 2
+        spec = task.student_spec(uniform_choices(task.teacher_spec, mid / 100))
+        if paired_ratio(build(spec).eval(), teacher, task, rounds) <= ratio:
+            low = mid
+        else:
+            high = mid - 1
+    return low / 100, task.student_spec(uniform_choices(task.teacher_spec, low / 100))
+
+
+def pruning_ratio_at(task: Task, teacher: torch.nn.Module, ratio: float, rounds: int) -> float:
+    """The FLOPs ratio whose one-step global group-norm torch-pruning plan has a measured latency ratio at most
+    ``ratio`` (bisection, randomly initialised modules timed)."""
+    spec = task.student_spec({})
+    pruner = SpacePruner(build(spec), spec, make_importance("group_norm"), teacher_counts=channel_counts(spec),
+                         round_to=task.channel_round, min_channels=task.min_channels)
+    low, high = 0.02, 1.0
+    for _ in range(10):
+        mid = (low + high) / 2
+        _, plan = pruner.reach(spec.flops * mid, lambda counts: with_channels(pruner.spec, counts).flops, float,
+                               pruner.global_limit)
+        pruned = with_channels(pruner.spec, plan)
+        if paired_ratio(build(pruned).eval(), teacher, task, rounds) <= ratio:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="vgg16")
+    parser.add_argument("--latency", type=float, default=0.3, help="the model-latency budget of the search")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--agent", default="evolution")
+    parser.add_argument("--episodes", type=int, default=60)
+    parser.add_argument("--fidelity", default="fast", help="the search's fidelity")
+    parser.add_argument("--amc", default=None, help="also the student of this continuous agent (ddpg, td3, sac)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per model")
+    parser.add_argument("--final", type=json.loads, default=FINAL, help=f"the final KD (default {json.dumps(FINAL)})")
+    parser.add_argument("--out", type=Path, default=Path("runs/earn_its_keep"))
+    args = parser.parse_args()
+    out = args.out / f"{args.task}-{args.latency:g}"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {compute_signature('cpu')}", flush=True)
+    task = load_task(TaskConfig(model=args.task, teacher=str(TASKS[args.task][1]), dataset="cifar10_jpeg",
+                                data_dir=str(DATA)))
+    scorer = LiveScorer(task, args.final, latency="model", device="cpu")
+    distiller = scorer.distiller
+    teacher_cpu = timing_copy(distiller.teacher)
+    path = out / "results.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"seeds": {}}
+    results.update(command=" ".join([".venv/bin/python bench/earn_its_keep.py", *sys.argv[1:]]), final=args.final,
+                   machine=compute_signature("cpu"))
+
+    def final_kd(spec: NetSpec) -> torch.nn.Module:
+        """The final KD of ``spec`` (saved, so a later seed or run reuses it: training is deterministic)."""
+        weights = out / "final" / f"{spec.hash()}.pt"
+        if weights.exists():
+            net = build(spec)
+            net.load_state_dict(torch.load(weights, weights_only=True))
+            return net.eval()
+        start = time.perf_counter()
+        net = distiller.train_student(spec)[0].eval()
+        weights.parent.mkdir(exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, weights)
+        print(f"final KD of {spec.hash()} (params {spec.params / task.teacher_spec.params:.3f}): "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+        return net
+
+    def pruned(flops_ratio: float) -> tuple[torch.nn.Module, NetSpec]:
+        """torch-pruning at ``flops_ratio`` in one global group-norm step, then the final KD (saved for a rerun)."""
+        run_dir = out / f"torch_pruning_{flops_ratio:.4f}"
+        files = run_dir / "model.json"
+        if not files.exists():
+            with ResultsStore(run_dir / "results.sqlite") as store:
+                ctx = Context(task, scorer, store, run_dir / "models", "baseline:torch_pruning", progress=False)
+                torch_prune(ctx, importance="group_norm", allocation="global", target="flops", ratio=flops_ratio,
+                            steps=1, epochs=None, final_epochs=0, round_to=None, min_channels=None,
+                            ranking_images=1024, sensitivity_ratios=(0.2,), max_drop=0.02)
+            atomic_write_text(files, json.dumps(ctx.results[-1]["model"]))
+        return load_model(run_dir, json.loads(files.read_text()))
+
+    for seed in args.seeds:
+        if str(seed) in results["seeds"]:
+            print(f"seed {seed}: done in {path}", flush=True)
+            continue
+        best = search(args.task, args.latency, seed, args.agent, args.episodes, args.fidelity, out / "search.sqlite")
+        searched = NetSpec.from_dict(best["spec"])
+        searched_net = final_kd(searched)
+        target = paired_ratio(searched_net, teacher_cpu, task, args.rounds)
+        width, uniform = widest_uniform(task, teacher_cpu, target, args.rounds)
+        flops_ratio = round(pruning_ratio_at(task, teacher_cpu, target, args.rounds), 4)
+        models: dict[str, tuple[torch.nn.Module, NetSpec]] = {
+            "teacher": (distiller.teacher, task.teacher_spec),
+            f"searched ({args.agent}, seed {seed})": (searched_net, searched),
+            f"uniform {width:g}": (final_kd(uniform), uniform),
+            f"torch-pruning (FLOPs {flops_ratio:.3f})": pruned(flops_ratio)}
+        if args.amc:
+            amc = NetSpec.from_dict(search(args.task, args.latency, seed, args.amc, args.episodes, args.fidelity,
+                                           out / "search.sqlite")["spec"])
+            models[f"AMC ({args.amc}, seed {seed})"] = (final_kd(amc), amc)
+        rows = []
+        for name, (net, spec) in models.items():
+            rows.append({"method": name, "val_acc": distiller.accuracy(net, teacher=name == "teacher"),
+                         "test_acc": measure_test_accuracy(distiller, net, teacher=name == "teacher"),
+                         "param_ratio": spec.params / task.teacher_spec.params,
+                         "flop_ratio": spec.flops / task.teacher_spec.flops,
+                         "latency_ratio": paired_ratio(net, teacher_cpu, task, args.rounds), "spec_hash": spec.hash()})
+            print(json.dumps(rows[-1]), flush=True)
+        results["seeds"][str(seed)] = {"search": {k: best[k] for k in ("val_acc", "latency_ratio", "choice_tokens")},
+                                       "rows": rows}
+        atomic_write_text(path, json.dumps(results, indent=1, default=str))
+    print(table(results))
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| seed | method | val acc | test acc | params ratio | FLOPs ratio | measured latency ratio (batch 1) |",
+             "|---|---|---|---|---|---|---|"]
+    for seed, entry in results["seeds"].items():
+        for r in entry["rows"]:
+            lines.append(f"| {seed} | {r['method']} | {r['val_acc']:.4f} | {r['test_acc']:.4f} | "
+                         f"{r['param_ratio']:.3f} | {r['flop_ratio']:.3f} | {r['latency_ratio']:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
