@@ -45,7 +45,7 @@ from .train import compute_signature
 from .validate import check_int
 
 __all__ = ["FORMAT", "ROW_FIELDS", "TABLES_DIR", "BenchTable", "TableError", "all_students", "build_table",
-           "covering_specs", "live_task", "measure_latency_table", "random_students", "sample_students", "students_for"]
+           "best_known_key", "covering_specs", "live_task", "measure_latency_table", "random_students", "sample_students", "students_for"]
 
 FORMAT = "ddc_env.table/2"  # /2 records choices as the codec's tokens; /1 (widths, 0.0 = removed) still loads
 READABLE_FORMATS = ("ddc_env.table/1", FORMAT)
@@ -276,6 +276,14 @@ class BenchTable:
     def load(cls, name_or_path: str | os.PathLike[str]) -> BenchTable:
         """A shipped table by name (``TABLES_DIR/<name>.json.gz``) or a table file by path."""
         return _load(str(name_or_path))
+
+
+def best_known_key(config: Any, table: BenchTable) -> str:
+    """Where a twin config's best-known student is stored in its table's ``meta["best_known"]``: backend, fidelity,
+    training seed, reward and device (the student that scores best depends on all five)."""
+    reward = config.reward if isinstance(config.reward, (str, Mapping)) else repr(config.reward)
+    return json.dumps([config.backend, config.fidelity or table.default_fidelity, config.train_seed, reward,
+                       config.device or "build"], sort_keys=True, default=str)
 
 
 def _fixed_model(latency: Mapping[str, Any]) -> LatencyModel:

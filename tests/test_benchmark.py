@@ -3,6 +3,7 @@ computation on a three-student toy table, ``--validate`` catching a forged resul
 benchmark (finished runs kept, the killed one continued to the same episodes as an uninterrupted benchmark)."""
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -239,3 +240,28 @@ def test_a_budget_of_simulated_seconds_ends_every_run_before_it_is_spent(toy_tab
         assert 0 < float(run[-1]["total_simulated_seconds"]) <= 5.0 and len({r["spec_hash"] for r in run}) <= 2
     assert results["zero"] == pytest.approx(Reference.from_dict(json.loads(
         (tmp_path / "seconds" / "reference.json").read_text())).expected_best_within(6, 5.0))
+
+
+def test_a_surrogate_twins_normalized_score_uses_the_best_known_student_stored_with_its_table(tmp_path):
+    """Without a stored best-known student the surrogate twin's 1 is "the best any run found" (it moves with the
+    runs); with one, it is that student's reward, the same in every benchmark."""
+    import gymnasium as gym
+
+    from ddc_env.lab.benchmark.reference import make_reference
+    from ddc_env.tables import best_known_key
+    from ddc_env.twins import make_bench_config
+
+    table = copy.deepcopy(BenchTable.load("resnet18_cifar10"))  # the loaded table is cached: change a copy
+    env = gym.make("DDC-Bench-ResNet18-CIFAR10-v0")
+    assert make_reference(env, samples=50).best is None
+    spec_hash = table.spec_hashes("zero")[3]
+    tokens = table.task.codec.encode(table.student_choices(spec_hash))
+    config = make_bench_config(table="resnet18_cifar10", backend="surrogate")
+    table.meta["best_known"] = {best_known_key(config, table): {"choice_tokens": tokens, "spec_hash": spec_hash,
+                                                                "evaluations": 10, "command": "a test"}}
+    table.save(tmp_path / "known.json.gz")
+    known = gym.make("DDC-Bench-ResNet18-CIFAR10-v0", table=str(tmp_path / "known.json.gz"))
+    reference = make_reference(known, samples=50)
+    expected = known.unwrapped.evaluate_choices(table.student_choices(spec_hash))["reward"]
+    assert reference.best == pytest.approx(expected) and "best-known student (10 evaluations: a test)" in \
+        reference.best_source

@@ -28,9 +28,11 @@ import numpy as np
 
 from ...agents.random_search import random_episode
 from ...scoring.table import TableScorer
+from ...tables import best_known_key
 from ...twins import DDCBenchEnv
 
-__all__ = ["EXACT_LIMIT", "Outcome", "Reference", "make_reference", "reference_from_episodes", "table_best"]
+__all__ = ["EXACT_LIMIT", "Outcome", "Reference", "best_known", "make_reference", "reference_from_episodes",
+           "table_best"]
 
 EXACT_LIMIT = 200_000  # random episodes enumerated at most for an exact reference (then: sampled)
 
@@ -173,6 +175,19 @@ def table_best(env: gym.Env) -> float:
     return max(float(reward(s.evaluate(table.spec(h)))) for h in table.spec_hashes(fidelity) for s in scorers)
 
 
+def best_known(env: gym.Env) -> tuple[float | None, str]:
+    """The reward of the best-known student stored with a surrogate twin's table (``ddc_env.tables.best_known_key``;
+    found by a long search, ``bench/best_known.py``), so that normalized scores compare across papers; (None, "the
+    best reward any run found") when the table has none."""
+    twin = env.unwrapped
+    table = twin.scorer.inner.table
+    stored = table.meta.get("best_known", {}).get(best_known_key(twin.config, table))
+    if stored is None:
+        return None, "the best reward any run found"
+    record = twin.evaluate_choices(twin.task.codec.decode(stored["choice_tokens"]))
+    return float(record["reward"]), f"the best-known student ({stored['evaluations']:,} evaluations: {stored['command']})"
+
+
 def _is_table(env: gym.Env) -> bool:
     return isinstance(env.unwrapped, DDCBenchEnv) and env.unwrapped.config.backend == "table"
 
@@ -187,8 +202,7 @@ def make_reference(env: gym.Env, *, samples: int = 20_000, seed: int = 0,
                          "from the random agent's runs (reference_from_episodes)")
     env.reset(seed=seed)
     tabular = _is_table(env)
-    best = table_best(env) if tabular else None
-    best_source = "the best student of the table" if tabular else "the best reward any run found"
+    best, best_source = (table_best(env), "the best student of the table") if tabular else best_known(env)
     task = env.unwrapped.task
     episodes_at_most = math.prod(sum(task.allowed(d)) for d in task.decisions)
     if tabular and env.unwrapped.config.train_seed != "random" and episodes_at_most <= limit:
