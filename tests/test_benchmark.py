@@ -128,10 +128,28 @@ def test_validate_flags_a_forged_result_and_the_leaderboard_leaves_it_off(toy_ta
 
     board = tmp_path / "LEADERBOARD.md"
     assert main(["benchmark", "leaderboard", str(board), "--from", str(out)]) == 0
-    assert "# Leaderboard" in board.read_text() and "![evaluations](toy/anytime_evaluations.png)" in board.read_text()
+    text = board.read_text()
+    assert "# Leaderboard" in text and "![evaluations](toy/anytime_evaluations.png)" in text
+    assert "## Overall:" in text and "Headroom: random search's expected best of 2 is" in text
     forged.replace(out / bench.RESULTS_CSV)  # a result that does not re-score is not on the board
     assert main(["benchmark", "leaderboard", str(board), "--from", str(out)]) == 0
     assert f"{TWIN}: not on the board" in board.read_text()
+
+
+def test_headroom_marks_saturated_tasks_and_the_overall_score_pools_the_others():
+    from ddc_env.lab.benchmark.scores import SATURATED, headroom, overall
+
+    assert headroom({"zero": 0.6349, "one": 0.6398}) >= SATURATED  # the LeNet-5 twin: saturated
+    assert headroom({"zero": 0.39, "one": 0.47}) < SATURATED and headroom({"zero": None, "one": 1.0}) is None
+    tasks = {t: {"agents": {"a": {"normalized_score": [0.1 * i + k for i in range(10)]},
+                            "b": {"normalized_score": [0.0] * 10},
+                            "c": {"normalized_score": [1.0] * 3}}} for t, k in (("x", 0.0), ("y", 0.5))}
+    scores = overall(tasks, reps=200)
+    assert set(scores) == {"a", "b", "c"}  # every agent run on every task with the same number of seeds
+    assert scores["b"]["iqm"] == 0.0 and scores["a"]["iqm"] > scores["b"]["iqm"]
+    assert scores["a"]["ci"][0] <= scores["a"]["iqm"] <= scores["a"]["ci"][1]
+    tasks["y"]["agents"].pop("c")
+    assert "c" not in overall(tasks, reps=200)
 
 
 def test_the_flags_of_the_release_before_still_work_with_a_one_line_notice(toy_table, tmp_path, capsys):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ...paths import atomic_write_text
 from .config import RESULTS_CSV, RESULTS_JSON
 from .report import render_section
+from .scores import SATURATED, headroom, overall
 from .validate import validate_results
 
 __all__ = ["LEADERBOARD_PREAMBLE", "render_leaderboard", "write_leaderboard"]
@@ -38,7 +40,8 @@ def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at:
     """``LEADERBOARD.md`` from benchmark folders: each folder's results, re-validated now, with its plots linked
     relative to the folder ``at`` (where the file goes); a folder whose best students do not all re-score equal is
     left off with a note."""
-    sections = [preamble.rstrip() + "\n"] if preamble else []
+    sections = [preamble.rstrip() + "\n"] if preamble else [""]
+    tasks: dict[str, Mapping[str, Any]] = {}
     for folder in folders:
         folder = Path(folder)
         results_path = folder / RESULTS_JSON
@@ -51,7 +54,24 @@ def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at:
                             f"{results['validation']['mismatch']} claimed best students do not re-score equal.\n")
             continue
         sections.append(render_section(results, plots=Path(os.path.relpath(folder, at)).as_posix()))
-    return "\n".join(sections)
+        counted = headroom(results)
+        if counted is not None and counted < SATURATED:
+            tasks[results["config"]["env_id"]] = results
+    return "\n".join([*sections[:1], render_overall(tasks, len(folders)), *sections[1:]])
+
+
+def render_overall(tasks: Mapping[str, Mapping[str, Any]], folders: int) -> str:
+    """The overall section: per agent, the IQM of normalized scores over the unsaturated tasks' runs."""
+    scores = overall(tasks)
+    lines = [f"## Overall: {len(tasks)} of {folders} tasks with headroom", ""]
+    if not scores:
+        return "\n".join(lines + ["No agent ran on every task with headroom with the same seeds.", ""])
+    lines += [f"IQM of normalized scores over the runs of {', '.join(f'`{t}`' for t in tasks)} (rliable, tasks as "
+              f"strata; saturated tasks left out), 95% CI:", "", "| agent | normalized score, IQM [95% CI] |",
+              "|---|---|"]
+    for agent, est in sorted(scores.items(), key=lambda kv: -kv[1]["iqm"]):
+        lines.append(f"| {agent} | {est['iqm']:.3f} [{est['ci'][0]:.3f}, {est['ci'][1]:.3f}] |")
+    return "\n".join(lines + [""])
 
 
 def write_leaderboard(path: str | Path, folders: Sequence[str | Path]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PLOTS, RESULTS_CSV
+from .scores import SATURATED, headroom
 
 __all__ = ["headline", "render_section"]
 
@@ -70,6 +71,11 @@ def render_section(results: Mapping[str, Any], *, heading: str = "##", plots: st
     lines = [f"{heading} {config['env_id']}: {len(config['seeds'])} seeds x {config['budget']} evaluations"
              + (f" (or {config['budget_seconds']:g} simulated seconds)" if config.get("budget_seconds") else ""), "",
              f"```\n{config['command']}\n```", "", headline(results), ""]
+    share = headroom(results)
+    if share is not None:
+        lines += [f"Headroom: random search's expected best of {config['budget']} is {share:.1%} of the best known"
+                  + (" — **saturated** (at least 99%): this task does not count towards the overall score."
+                     if share >= SATURATED else "."), ""]
     if results["zero"] is not None:
         lines += [f"- 0 = random search's expected best of {config['budget']} episodes: **{results['zero']:.4f}** "
                   f"({reference.get('method')}: {reference.get('students')} students from "

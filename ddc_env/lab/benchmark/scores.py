@@ -16,7 +16,7 @@ import numpy as np
 
 from .reference import Reference
 
-__all__ = ["REPS", "RunCurve", "aggregate", "seeded"]
+__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "overall", "seeded"]
 
 REPS = 2000  # bootstrap replications of every interval (default)
 
@@ -80,6 +80,36 @@ def _iqm_intervals(columns: Mapping[str, np.ndarray], reps: int
     with seeded():
         points, intervals = rly.get_interval_estimates(dict(columns), iqm, reps=reps)
     return {k: (points[k].tolist(), intervals[k][0].tolist(), intervals[k][1].tolist()) for k in columns}
+
+
+SATURATED = 0.99  # random search's expected best at the budget reaches this share of the best known: no headroom
+
+
+def headroom(results: Mapping[str, Any]) -> float | None:
+    """Random search's expected best at the budget as a share of the best known (``zero / one``; None when either
+    is missing or not positive): a task at :data:`SATURATED` or above leaves an agent nothing to find."""
+    zero, one = results.get("zero"), results.get("one")
+    return zero / one if zero is not None and one is not None and zero > 0 and one > 0 else None
+
+
+def overall(tasks: Mapping[str, Mapping[str, Any]], reps: int = REPS) -> dict[str, Any]:
+    """The IQM of normalized scores over every (task, seed) of ``tasks`` (task name -> results), per agent run on all
+    of them with the same seeds, with its 95% stratified bootstrap CI (rliable: tasks are the strata)."""
+    common = set.intersection(*(set(r["agents"]) for r in tasks.values())) if tasks else set()
+    matrices = {}
+    for agent in sorted(common):
+        columns = [tasks[t]["agents"][agent]["normalized_score"] for t in tasks]
+        if len({len(c) for c in columns}) == 1 and not any(math.isnan(x) for c in columns for x in c):
+            matrices[agent] = np.array(columns, dtype=float).T  # (seeds, tasks)
+    if not matrices:
+        return {}
+    from rliable import library as rly
+    from rliable import metrics
+
+    with seeded():
+        points, intervals = rly.get_interval_estimates(matrices, lambda x: np.array([metrics.aggregate_iqm(x)]),
+                                                       reps=reps)
+    return {a: _estimate(float(points[a][0]), float(intervals[a][0][0]), float(intervals[a][1][0])) for a in matrices}
 
 
 def _improvement(scores: Mapping[str, np.ndarray], baseline: str, reps: int
