@@ -9,6 +9,7 @@ the widest uniform width, and the torch-pruning FLOPs ratio (one global group-no
 measured latency ratio is at most the searched student's.
 
     .venv/bin/python bench/earn_its_keep.py --task vgg16 --latency 0.3 --seeds 0 1 2 --agent evolution --episodes 60
+    .venv/bin/python bench/earn_its_keep.py --task resnet18 --latency 0.3 --seeds 0 --agent none   # references only
 
 Everything is resumable: the search's evaluations go through a results store (a killed search replays them as cache
 hits), trained final students are saved per spec, and finished seeds stay in ``--out/<task>-<budget>/results.json``.
@@ -100,7 +101,7 @@ def pruning_ratio_at(task: Task, teacher: torch.nn.Module, ratio: float, rounds:
         mid = (low + high) / 2
         _, plan = pruner.reach(spec.flops * mid, lambda counts: with_channels(pruner.spec, counts).flops, float,
                                pruner.global_limit)
-        pruned = with_channels(pruner.spec, plan)
+        pruned = with_channels(pruner.spec, plan.counts)
         if paired_ratio(build(pruned).eval(), teacher, task, rounds) <= ratio:
             low = mid
         else:
@@ -113,7 +114,8 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(TASKS), default="vgg16")
     parser.add_argument("--latency", type=float, default=0.3, help="the model-latency budget of the search")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--agent", default="evolution")
+    parser.add_argument("--agent", default="evolution", help="the search agent, or none: only the references, "
+                                                                  "matched to the budget itself")
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--fidelity", default="fast", help="the search's fidelity")
     parser.add_argument("--amc", default=None, help="also the student of this continuous agent (ddpg, td3, sac)")
@@ -166,17 +168,20 @@ def main() -> None:
         if str(seed) in results["seeds"]:
             print(f"seed {seed}: done in {path}", flush=True)
             continue
-        best = search(args.task, args.latency, seed, args.agent, args.episodes, args.fidelity, out / "search.sqlite")
-        searched = NetSpec.from_dict(best["spec"])
-        searched_net = final_kd(searched)
-        target = paired_ratio(searched_net, teacher_cpu, task, args.rounds)
+        models: dict[str, tuple[torch.nn.Module, NetSpec]] = {"teacher": (distiller.teacher, task.teacher_spec)}
+        best: dict[str, Any] = {}
+        target = args.latency  # --agent none: the references at the budget itself
+        if args.agent != "none":
+            best = search(args.task, args.latency, seed, args.agent, args.episodes, args.fidelity,
+                          out / "search.sqlite")
+            searched = NetSpec.from_dict(best["spec"])
+            searched_net = final_kd(searched)
+            target = paired_ratio(searched_net, teacher_cpu, task, args.rounds)
+            models[f"searched ({args.agent}, seed {seed})"] = (searched_net, searched)
         width, uniform = widest_uniform(task, teacher_cpu, target, args.rounds)
         flops_ratio = round(pruning_ratio_at(task, teacher_cpu, target, args.rounds), 4)
-        models: dict[str, tuple[torch.nn.Module, NetSpec]] = {
-            "teacher": (distiller.teacher, task.teacher_spec),
-            f"searched ({args.agent}, seed {seed})": (searched_net, searched),
-            f"uniform {width:g}": (final_kd(uniform), uniform),
-            f"torch-pruning (FLOPs {flops_ratio:.3f})": pruned(flops_ratio)}
+        models[f"uniform {width:g}"] = (final_kd(uniform), uniform)
+        models[f"torch-pruning (FLOPs {flops_ratio:.3f})"] = pruned(flops_ratio)
         if args.amc:
             amc = NetSpec.from_dict(search(args.task, args.latency, seed, args.amc, args.episodes, args.fidelity,
                                            out / "search.sqlite")["spec"])
@@ -189,8 +194,8 @@ def main() -> None:
                          "flop_ratio": spec.flops / task.teacher_spec.flops,
                          "latency_ratio": paired_ratio(net, teacher_cpu, task, args.rounds), "spec_hash": spec.hash()})
             print(json.dumps(rows[-1]), flush=True)
-        results["seeds"][str(seed)] = {"search": {k: best[k] for k in ("val_acc", "latency_ratio", "choice_tokens")},
-                                       "rows": rows}
+        results["seeds"][str(seed)] = {"search": {k: best[k] for k in ("val_acc", "latency_ratio", "choice_tokens")
+                                                  if k in best}, "target_latency_ratio": target, "rows": rows}
         atomic_write_text(path, json.dumps(results, indent=1, default=str))
     print(table(results))
 
