@@ -283,3 +283,31 @@ def test_a_surrogate_twins_normalized_score_uses_the_best_known_student_stored_w
     expected = known.unwrapped.evaluate_choices(table.student_choices(spec_hash))["reward"]
     assert reference.best == pytest.approx(expected) and "best-known student (10 evaluations: a test)" in \
         reference.best_source
+
+
+def test_a_transfer_benchmark_starts_every_run_from_a_pretrained_policy_and_the_board_compares(toy_table, tmp_path,
+                                                                                                capsys):
+    from ddc_env.lab.benchmark.leaderboard import render_transfer
+    from ddc_env.lab.search import SearchConfig, run_search
+
+    path, _ = toy_table
+    kwargs = {"table": str(path), "reward": "n2n"}
+    run_search(SearchConfig(env_id=TWIN, env_kwargs=kwargs, agent="reinforce", agent_kwargs={"rollouts": 2},
+                            episodes=4, seed=7), tmp_path / "pretrain", progress=False)
+    ckpt = tmp_path / "pretrain" / "agent.ckpt"
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        bench.make_benchmark_config(TWIN, ["reinforce"], seeds=range(2), budget=4, env_kwargs=kwargs,
+                                    init_from={"reinforce": tmp_path / "missing.ckpt"})
+    for name, start in (("with", ["--init-from", f"reinforce={ckpt}"]), ("without", [])):
+        assert main(["benchmark", "run", "--env", TWIN, "--agents", "reinforce", "random", "--seeds", "2",
+                     "--budget", "4", "--set", f"table={path}", "reward=n2n", "--reps", "200", "--jobs", "1",
+                     "--quiet", "--out", str(tmp_path / name), *start]) == 0
+    saved = bench.read_benchmark_config(tmp_path / "with")
+    assert {a.agent: a.init_from for a in saved.agents} == {"reinforce": str(ckpt.resolve()), "random": None}
+    assert f"--init-from reinforce={ckpt}" in saved.command
+    section = render_transfer([(tmp_path / "with", tmp_path / "without")])
+    assert "| reinforce |" in section and str(ckpt.resolve()) in section and "| random | - |" in section
+    board = tmp_path / "board.md"
+    assert main(["benchmark", "leaderboard", str(board), "--from", str(tmp_path / "without"), "--transfer",
+                 f"{tmp_path / 'with'}={tmp_path / 'without'}"]) == 0
+    assert "## Policy transfer" in board.read_text()

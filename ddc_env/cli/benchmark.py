@@ -37,6 +37,7 @@ def _command_line(args: argparse.Namespace, agents: Sequence[str]) -> str:
              *(["--budget-seconds", f"{args.budget_seconds:g}"] if args.budget_seconds else []),
              *(["--config-dir", args.config_dir] if args.config_dir else []),
              *(p for agent, path in args.config for p in ("--config", f"{agent}={path}")),
+             *(p for agent, path in args.init_from for p in ("--init-from", f"{agent}={path}")),
              *(["--set", *args.set] if args.set else []),
              *(["--target-k", str(args.target_k)] if args.target_k != 100 else []),
              *(["--reference-samples", str(args.reference_samples)] if args.reference_samples != 20_000 else []),
@@ -87,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
             budget_seconds=args.budget_seconds, env_kwargs=env_arguments(args.env, args.set),
             config_dir=args.config_dir, configs=dict(args.config), target_k=args.target_k,
             reference_samples=args.reference_samples, bootstrap_reps=args.reps,
-            backend=backend_options(args).to_dict(), command=_command_line(args, agents))
+            backend=backend_options(args).to_dict(), command=_command_line(args, agents),
+            init_from=dict(args.init_from))
         results = run_benchmark(config, args.out, jobs=args.jobs, progress=not args.quiet)
     print(render_section(results, heading="#"))
     print(f"benchmark folder: {Path(args.out).resolve()} ({RESULTS_MD}, {RESULTS_CSV}, {EPISODES_CSV}, plots)")
@@ -100,8 +102,16 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if report["mismatch"] else 0
 
 
+def _folder_pair(text: str) -> tuple[str, str]:
+    """An argparse type: ``WITH=WITHOUT`` -> (folder, folder)."""
+    started, sep, fresh = text.partition("=")
+    if not sep or not started or not fresh:
+        raise argparse.ArgumentTypeError(f"expected WITH_DIR=WITHOUT_DIR, got {text!r}")
+    return started, fresh
+
+
 def _leaderboard(args: argparse.Namespace) -> int:
-    write_leaderboard(args.file, args.from_dirs)
+    write_leaderboard(args.file, args.from_dirs, getattr(args, "transfer", []))
     print(f"wrote {args.file} from {', '.join(args.from_dirs)}")
     return 0
 
@@ -140,6 +150,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, deprecated: bool = Fa
     parser.add_argument("--config-dir", metavar="DIR", help="agent configs <agent>.yaml (agent_kwargs, n_envs): a "
                                                             "folder or a packaged one, e.g. bench/lenet5_mnist; "
                                                             "others: defaults")
+    parser.add_argument("--init-from", action="append", type=agent_file, default=[], metavar="AGENT=CKPT",
+                        help="start every run of AGENT from another run's agent checkpoint (policy transfer: a policy "
+                             "pre-trained on another task; repeatable)")
     parser.add_argument("--config", action="append", type=agent_file, default=[], metavar="AGENT=FILE",
                         help="one agent's config (repeatable)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="env arguments, e.g. "
@@ -190,6 +203,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     leaderboard.add_argument("file", metavar="FILE", help="the leaderboard to write, e.g. LEADERBOARD.md")
     leaderboard.add_argument("--from", dest="from_dirs", nargs="+", required=True, metavar="DIR",
                              help="benchmark folders")
+    leaderboard.add_argument("--transfer", nargs="+", type=_folder_pair, default=[], metavar="WITH=WITHOUT",
+                             help="policy transfer: a benchmark folder whose agents started from a pre-trained policy "
+                                  "(--init-from) = the same benchmark from scratch")
     leaderboard.set_defaults(func=_leaderboard)
 
     _add_run_arguments(benchmark, deprecated=True)

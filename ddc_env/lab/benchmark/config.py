@@ -34,13 +34,15 @@ DEFAULT_BUDGET = 200
 
 @dataclass(frozen=True, kw_only=True)
 class AgentSetup:
-    """One agent of a benchmark: its hyperparameters (defaults filled in), ``n_envs`` and the config file they came
-    from (None: the agent's defaults)."""
+    """One agent of a benchmark: its hyperparameters (defaults filled in), ``n_envs``, the config file they came
+    from (None: the agent's defaults) and ``init_from``: another run's agent checkpoint every run of it starts from
+    (policy transfer: a policy pre-trained on another task)."""
 
     agent: str
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     n_envs: int = 1
     source: str | None = None
+    init_from: str | None = None
 
 
 def read_agent_config(path: str | Path, agent: str) -> AgentSetup:
@@ -95,7 +97,8 @@ class BenchmarkConfig:
         """The ``ddc search`` config of one run."""
         return SearchConfig(env_id=self.env_id, env_kwargs=dict(self.env_kwargs), agent=setup.agent,
                             agent_kwargs=dict(setup.agent_kwargs), episodes=self.budget, seed=seed,
-                            n_envs=setup.n_envs, budget_seconds=self.budget_seconds, backend=dict(self.backend))
+                            n_envs=setup.n_envs, budget_seconds=self.budget_seconds, backend=dict(self.backend),
+                            init_from=setup.init_from)
 
     def run_dir(self, root: Path, agent: str, seed: int) -> Path:
         return root / RUNS_DIR / f"{agent}-seed{seed}"
@@ -114,10 +117,17 @@ def make_benchmark_config(env_id: str, agents: Sequence[str], *, seeds: Sequence
                           budget_seconds: float | None = None, env_kwargs: Mapping[str, Any] | None = None,
                           config_dir: str | Path | None = None, configs: Mapping[str, str | Path] | None = None,
                           target_k: int = 100, reference_samples: int = 20_000, bootstrap_reps: int = REPS,
-                          backend: Mapping[str, Any] | None = None, command: str = "") -> BenchmarkConfig:
+                          backend: Mapping[str, Any] | None = None, command: str = "",
+                          init_from: Mapping[str, str | Path] | None = None) -> BenchmarkConfig:
     """A checked benchmark config: each agent's hyperparameters from ``configs[agent]``, else
     ``config_dir/<agent>.yaml`` (a folder, or a folder of the packaged configs such as ``bench/lenet5_mnist``), else
-    its defaults."""
+    its defaults; ``init_from[agent]``: the checkpoint its runs start from (a transfer benchmark)."""
+    unknown = sorted(set(init_from or {}) - set(agents))
+    if unknown:
+        raise ValueError(f"--init-from for agent(s) {unknown} not in --agents {list(agents)}")
+    for name, path in (init_from or {}).items():
+        if not (Path(path).is_file() or Path(f"{path}.zip").is_file()):
+            raise ValueError(f"--init-from {name}={path}: no such checkpoint (another run's agent.ckpt)")
     for name in agents:
         get_agent(name)
     unknown = sorted(set(configs or {}) - set(agents))
@@ -135,7 +145,9 @@ def make_benchmark_config(env_id: str, agents: Sequence[str], *, seeds: Sequence
             resolved = get_agent(name).hyperparams(setup.agent_kwargs)
         except ValueError as e:
             raise ValueError(f"agent_kwargs of {name!r}{f' in {setup.source}' if setup.source else ''}: {e}") from None
-        setups.append(dataclasses.replace(setup, agent_kwargs=plain(resolved)))
+        start = (init_from or {}).get(name)
+        setups.append(dataclasses.replace(setup, agent_kwargs=plain(resolved),
+                                          init_from=None if start is None else str(Path(start).resolve())))
     return BenchmarkConfig(env_id=env_id, env_kwargs=dict(env_kwargs or {}), agents=tuple(setups),
                            seeds=tuple(seeds), budget=budget, budget_seconds=budget_seconds, target_k=target_k,
                            reference_samples=reference_samples, bootstrap_reps=bootstrap_reps,

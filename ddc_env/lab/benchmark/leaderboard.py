@@ -11,7 +11,7 @@ from typing import Any
 from ...paths import atomic_write_text
 from .config import RESULTS_CSV, RESULTS_JSON
 from .report import render_section
-from .scores import SATURATED, headroom, overall
+from .scores import SATURATED, headroom, overall, transfer_gain
 from .validate import validate_results
 
 __all__ = ["LEADERBOARD_PREAMBLE", "render_leaderboard", "write_leaderboard"]
@@ -36,7 +36,28 @@ listing what was tried and how it scored; agents without a file run with their d
 """
 
 
-def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at: str | Path = ".") -> str:
+def render_transfer(pairs: Sequence[tuple[str | Path, str | Path]]) -> str:
+    """The policy-transfer section: per pair of benchmark folders (agents started from a policy pre-trained on another
+    task, and the same agents from scratch, same env, budget and seeds), evaluations to the target with and without
+    the transferred policy and the probability that it gets there faster."""
+    lines = ["## Policy transfer", "", "| target task | agent | pre-trained on | evaluations to target, transferred | "
+             "from scratch | P(transferred faster) [95% CI] |", "|---|---|---|---|---|---|"]
+    for started_dir, fresh_dir in pairs:
+        started, fresh = (json.loads((Path(d) / RESULTS_JSON).read_text()) for d in (started_dir, fresh_dir))
+        if (started["config"]["env_id"], started["config"]["seeds"], started["config"]["budget"]) != (
+                fresh["config"]["env_id"], fresh["config"]["seeds"], fresh["config"]["budget"]):
+            raise ValueError(f"{started_dir} and {fresh_dir} are not the same benchmark (env, seeds, budget)")
+        sources = {a["agent"]: a.get("init_from") for a in started["config"]["agents"]}
+        for agent, gain in transfer_gain(started, fresh).items():
+            t, f, p = gain["transferred"], gain["fresh"], gain["faster"]
+            lines.append(f"| `{fresh['config']['env_id']}` | {agent} | {sources.get(agent) or '-'} | "
+                         f"{t['iqm']:.1f} [{t['ci'][0]:.1f}, {t['ci'][1]:.1f}] | {f['iqm']:.1f} [{f['ci'][0]:.1f}, "
+                         f"{f['ci'][1]:.1f}] | {p['probability']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}] |")
+    return "\n".join(lines + [""])
+
+
+def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at: str | Path = ".",
+                       transfers: Sequence[tuple[str | Path, str | Path]] = ()) -> str:
     """``LEADERBOARD.md`` from benchmark folders: each folder's results, re-validated now, with its plots linked
     relative to the folder ``at`` (where the file goes); a folder whose best students do not all re-score equal is
     left off with a note."""
@@ -57,7 +78,8 @@ def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at:
         counted = headroom(results)
         if counted is not None and counted < SATURATED:
             tasks[results["config"]["env_id"]] = results
-    return "\n".join([*sections[:1], render_overall(tasks, len(folders)), *sections[1:]])
+    transfer = [render_transfer(transfers)] if transfers else []
+    return "\n".join([*sections[:1], render_overall(tasks, len(folders)), *sections[1:], *transfer])
 
 
 def render_overall(tasks: Mapping[str, Mapping[str, Any]], folders: int) -> str:
@@ -74,10 +96,12 @@ def render_overall(tasks: Mapping[str, Mapping[str, Any]], folders: int) -> str:
     return "\n".join(lines + [""])
 
 
-def write_leaderboard(path: str | Path, folders: Sequence[str | Path]) -> None:
-    """Write the leaderboard of the benchmark ``folders`` to ``path``, after :data:`LEADERBOARD_PREAMBLE`, with the
-    plots linked relative to the file."""
+def write_leaderboard(path: str | Path, folders: Sequence[str | Path],
+                      transfers: Sequence[tuple[str | Path, str | Path]] = ()) -> None:
+    """Write the leaderboard of the benchmark ``folders`` (and the policy ``transfers``: pairs of folders with and
+    without a transferred policy) to ``path``, after :data:`LEADERBOARD_PREAMBLE`, with the plots linked relative to
+    the file."""
     if not folders:
         raise ValueError("a leaderboard needs at least one benchmark folder (--from DIR ...)")
-    text = render_leaderboard(folders, LEADERBOARD_PREAMBLE, at=Path(path).resolve().parent)
+    text = render_leaderboard(folders, LEADERBOARD_PREAMBLE, at=Path(path).resolve().parent, transfers=transfers)
     atomic_write_text(path, text)

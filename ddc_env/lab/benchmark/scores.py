@@ -16,7 +16,7 @@ import numpy as np
 
 from .reference import Reference
 
-__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "overall", "seeded"]
+__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "overall", "seeded", "transfer_gain"]
 
 REPS = 2000  # bootstrap replications of every interval (default)
 
@@ -110,6 +110,25 @@ def overall(tasks: Mapping[str, Mapping[str, Any]], reps: int = REPS) -> dict[st
         points, intervals = rly.get_interval_estimates(matrices, lambda x: np.array([metrics.aggregate_iqm(x)]),
                                                        reps=reps)
     return {a: _estimate(float(points[a][0]), float(intervals[a][0][0]), float(intervals[a][1][0])) for a in matrices}
+
+
+def transfer_gain(started: Mapping[str, Any], fresh: Mapping[str, Any], reps: int = REPS) -> dict[str, Any]:
+    """Per agent in both benchmarks (same env, budget and seeds; ``started`` with a transferred policy, ``fresh``
+    without): evaluations to the target (a run that never gets there counts budget + 1), IQM with 95% CI, for each,
+    and P(the transferred policy gets there faster) with its CI."""
+    budget = fresh["config"]["budget"]
+    out: dict[str, Any] = {}
+    for agent in sorted(set(started["agents"]) & set(fresh["agents"])):
+        runs = {name: np.array([budget + 1 if n is None else n for n in r["agents"][agent]["evaluations_to_target"]],
+                               dtype=float) for name, r in (("transferred", started), ("fresh", fresh))}
+        if not all(len(v) for v in runs.values()):
+            continue
+        intervals = _iqm_intervals({k: v[:, None] for k, v in runs.items()}, reps)
+        faster = _improvement({"transferred": -runs["transferred"], "fresh": -runs["fresh"]}, "fresh", reps)
+        p, low, high = faster["transferred"]
+        out[agent] = {name: _estimate(intervals[name][0][0], intervals[name][1][0], intervals[name][2][0])
+                      for name in runs} | {"faster": {"probability": p, "ci": [low, high]}}
+    return out
 
 
 def _improvement(scores: Mapping[str, np.ndarray], baseline: str, reps: int
