@@ -5,15 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .arch import N2N_WIDTHS
 from .budget import check_budget
 from .distill import Fidelity, make_fidelity
 from .latency import LatencyProtocol
-from .models.checkpoints import TeacherCheckpoint
-from .models.teacher import TeacherRecipe
 from .rewards import RewardFn, make_env_reward
 from .scoring import LiveScorer
 from .scoring.live import LATENCY_MODES
@@ -33,41 +30,24 @@ _TASK_FIELDS = tuple(f.name for f in dataclasses.fields(TaskConfig))
 
 
 @dataclass(frozen=True)
-class EnvConfig:
-    """Every argument of :class:`DDCEnv`; see its docstring ("Arguments") for what each one means."""
+class EnvConfig(TaskConfig):
+    """Every argument of :class:`DDCEnv`: the task's (:class:`~ddc_env.task.TaskConfig`: teacher, data, decisions)
+    and how students are scored and rewarded, and the env behaves; see its docstring ("Arguments") for each."""
 
-    model: str = "resnet18"
-    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    teacher: str | os.PathLike[str] | TeacherCheckpoint = "auto"
-    dataset: str = "cifar10"
-    data_dir: str | None = None
-    download: bool = True
-    classes: str | tuple[str | int, ...] | None = None
-    max_train: int | None = None
-    max_val: int | None = None
     fidelity: str | Mapping[str, Any] | Fidelity = "fast"
     reward: str | Mapping[str, Any] | RewardFn = "calibrated"
     action_mode: str = "sequential"
     stages: str = "two_stage"
     masked_action: str = "nearest"
-    width_choices: tuple[float, ...] = N2N_WIDTHS
-    kernel_shrink: bool = False
-    forms: Mapping[str, float | None] | tuple[str, ...] = ()
-    channel_round: int = 8
-    min_channels: int = 8
     latency: str = "model"
     latency_batch_size: int = 1
     latency_threads: int = 1
-    device: str = "auto"
     store: str | None = None
     run: str | None = None
     seed: int | None = None
     render_mode: str | None = None
     budget: Mapping[str, float] | None = None
     remove_below: float = REMOVE_BELOW
-    teacher_epochs: int | None = None
-    teacher_recipe: TeacherRecipe | Mapping[str, Any] | None = None
-    train_teacher: bool = False
 
     def __post_init__(self) -> None:
         check_behaviour(**{name: getattr(self, name) for name in BEHAVIOUR if name != "reward"})
@@ -80,9 +60,7 @@ class EnvConfig:
                 object.__setattr__(self, name, os.fspath(value))
             elif value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a path or None, got {value!r}")
-        task = self.task_config()  # validates the task fields
-        for name in ("model_kwargs", "width_choices", "forms", "classes", "data_dir"):
-            object.__setattr__(self, name, getattr(task, name))
+        super().__post_init__()  # the task's fields
         make_fidelity(dict(self.fidelity) if isinstance(self.fidelity, Mapping) else self.fidelity)
         make_env_reward(self.reward, "flops" if self.latency == "flops" else "latency")
 
