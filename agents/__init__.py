@@ -75,6 +75,12 @@ AGENTS: Mapping[str, AgentEntry] = MappingProxyType({
                                vectorized=True, requires=("sb3_contrib",)),
     "recurrent_ppo": AgentEntry(_SB3, "sb3-contrib RecurrentPPO (LSTM policy)", {"algo": "recurrent_ppo"},
                                 vectorized=True, requires=("sb3_contrib",)),
+    "ddpg": AgentEntry(_SB3, "stable-baselines3 DDPG, AMC's settings and truncated-normal noise (action_mode "
+                             "continuous)", {"algo": "ddpg"}, vectorized=True),
+    "td3": AgentEntry(_SB3, "stable-baselines3 TD3, AMC's settings and truncated-normal noise (action_mode "
+                            "continuous)", {"algo": "td3"}, vectorized=True),
+    "sac": AgentEntry(_SB3, "stable-baselines3 SAC, AMC's settings, entropy-driven exploration (action_mode "
+                            "continuous)", {"algo": "sac"}, vectorized=True),
     "evolution": AgentEntry(_PKG + "evolution", "regularized evolution (Real et al. 2019): tournaments, one-decision "
                                                 "mutations, the oldest dies"),
     "tpe": AgentEntry(_PKG + "tpe", "optuna's TPE sampler, one categorical parameter per decision",

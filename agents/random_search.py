@@ -1,4 +1,5 @@
-"""Random search: every decision drawn uniformly from the actions ``action_masks()`` allows.
+"""Random search: every decision drawn uniformly from the actions ``action_masks()`` allows; in
+``action_mode="continuous"`` a keep ratio drawn uniformly from the action space's box (AMC's random warm-up).
 
 The reference every learning agent is compared with. It acts through the Gymnasium API only (reset, step,
 action_masks, info), so it runs on any DDC env id.
@@ -47,15 +48,18 @@ class SearchResult:
 
 
 def random_episode(env: gym.Env, rng: np.random.Generator) -> tuple[float, dict[str, Any]]:
-    """One episode of masked uniform random actions; returns the terminal reward and info."""
+    """One episode of masked uniform random actions (continuous mode: uniform keep ratios); returns the terminal
+    reward and info."""
     env.reset()
+    space = env.action_space
     while True:
-        mask = env.unwrapped.action_masks()
-        if isinstance(env.action_space, gym.spaces.MultiDiscrete):  # one step, one choice per decision
-            masks = np.split(mask, np.cumsum(env.action_space.nvec)[:-1])
+        if isinstance(space, gym.spaces.Box):  # the env maps any ratio in the box to an allowed action
+            action: Any = rng.uniform(space.low, space.high).astype(space.dtype)
+        elif isinstance(space, gym.spaces.MultiDiscrete):  # one step, one choice per decision
+            masks = np.split(env.unwrapped.action_masks(), np.cumsum(space.nvec)[:-1])
             action = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
         else:
-            action = int(rng.choice(np.flatnonzero(mask)))
+            action = int(rng.choice(np.flatnonzero(env.unwrapped.action_masks())))
         _, reward, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             return float(reward), info

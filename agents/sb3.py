@@ -1,4 +1,5 @@
-"""Stable-baselines3 agents on DDC envs: PPO, A2C, DQN, and (from sb3-contrib) MaskablePPO and RecurrentPPO.
+"""Stable-baselines3 agents on DDC envs: PPO, A2C, DQN, (from sb3-contrib) MaskablePPO and RecurrentPPO, and AMC's
+continuous-control agents DDPG, TD3 and SAC (``action_mode="continuous"``).
 
 Sized for expensive steps: every episode ends in a student evaluation (seconds to minutes), so SB3's
 defaults (PPO's ``n_steps=2048``) would spend ~100 evaluations on one update. :data:`HYPERPARAMS` holds
@@ -9,6 +10,18 @@ from the env's (longest) episode length by :func:`resolve_hyperparams`.
 (counted, not guessed from timesteps: two-stage episodes vary in length), reports every finished episode to it,
 forwards SB3's own scalars (``train/loss``, ``rollout/...``) to the log's ``agent/*`` scalars so one TensorBoard
 folder holds everything against episodes, checkpoints after every update and resumes.
+
+AMC's agents (He et al. 2018) act on ``action_mode="continuous"`` (a keep ratio per step) with AMC's settings where
+they fit: undiscounted returns (gamma 1.0: the only reward is the terminal one), soft target updates (tau 0.01), a
+replay buffer of a few thousand transitions (5,000: every transition of a 200-evaluation search on either twin), a
+warm-up of uniform random keep ratios for the first ``warmup_episodes`` (``learning_starts`` = that many longest
+episodes, so at least that many episodes), then one update round per finished episode with as many gradient steps
+as the episode had steps (AMC updates once per transition), minibatches of 64. Their actor and critic are 64-64
+MLPs like the other agents' here, not AMC's 300-300: the observation has 17 features, the action one, and a search
+sees a few thousand transitions, which 300-300 networks (~95k weights each) would only overfit. SB3 gives actor
+and critic one learning rate: 1e-3 (AMC: critic 1e-3, actor 1e-4). DDPG and TD3 explore as AMC does:
+:class:`TruncatedNormalNoise`, a normal around the actor's keep ratio truncated to [0, 1], sigma 0.5 (in keep-ratio
+units) decayed by 0.95 per episode after the warm-up; SAC explores by its own entropy bonus.
 
 Example::
 
@@ -24,7 +37,7 @@ import math
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -32,11 +45,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import A2C, DQN, PPO
+from gymnasium import spaces
+from scipy.stats import truncnorm
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
@@ -46,7 +62,7 @@ from ddc_env.validate import (check_bool, check_choice, check_device, check_int,
 
 from .common import EpisodeLog
 
-ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo")
+ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo", "ddpg", "td3", "sac")
 _CONTRIB = {"maskable_ppo": ("MaskablePPO", "MlpPolicy"), "recurrent_ppo": ("RecurrentPPO", "MlpLstmPolicy")}
 _POLICY_KWARGS = MappingProxyType({"net_arch": [64, 64]})
 # PPO-family defaults: an update every 4 episodes (n_steps = episode length x 4 / n_envs), minibatches of a
@@ -54,6 +70,10 @@ _POLICY_KWARGS = MappingProxyType({"net_arch": [64, 64]})
 _PPO = {"episodes_per_update": 4, "n_steps": None, "batch_size": None, "n_epochs": 8, "learning_rate": 1e-3,
         "gamma": 1.0, "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.01, "vf_coef": 0.5,
         "max_grad_norm": 0.5, "target_kl": None, "policy_kwargs": _POLICY_KWARGS, "device": "cpu", "verbose": 0}
+_AMC = {"learning_rate": 1e-3, "buffer_size": 5_000, "warmup_episodes": 10, "batch_size": 64, "tau": 0.01,
+        "gamma": 1.0, "train_freq": (1, "episode"), "gradient_steps": -1, "policy_kwargs": _POLICY_KWARGS,
+        "device": "cpu", "verbose": 0}
+_AMC_NOISE = {"noise_sigma": 0.5, "noise_decay": 0.95}  # TruncatedNormalNoise's, in keep-ratio units
 HYPERPARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "ppo": MappingProxyType(_PPO),
     "maskable_ppo": MappingProxyType(_PPO),
@@ -73,6 +93,12 @@ HYPERPARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
                              "exploration_initial_eps": 1.0, "exploration_final_eps": 0.05,
                              "max_grad_norm": 10.0, "policy_kwargs": _POLICY_KWARGS, "device": "cpu",
                              "verbose": 0}),
+    # AMC's agents (see the module docstring): warm-up episodes of uniform random keep ratios, then one update
+    # round per episode with as many gradient steps as it had steps (-1)
+    "ddpg": MappingProxyType({**_AMC, **_AMC_NOISE}),
+    "td3": MappingProxyType({**_AMC, **_AMC_NOISE, "policy_delay": 2, "target_policy_noise": 0.2,
+                             "target_noise_clip": 0.5}),
+    "sac": MappingProxyType({**_AMC, "ent_coef": "auto"}),
 })
 
 
@@ -96,11 +122,22 @@ def _fraction(value: Any, name: str) -> None:
     check_number(value, name, minimum=0.0, maximum=1.0)
 
 
+def _entropy_coef(value: Any, name: str) -> None:
+    """SAC's: a number > 0, "auto" (learned, starting at 1) or "auto_<number > 0>" (learned, starting there)."""
+    if value == "auto":
+        return
+    start = value[len("auto_"):] if isinstance(value, str) and value.startswith("auto_") else value
+    try:
+        check_number(float(start) if start is not value else start, name, minimum=0.0, exclusive_minimum=True)
+    except ValueError:
+        raise ValueError(f"{name} must be a number > 0, 'auto' or 'auto_<initial value > 0>', got {value!r}") from None
+
+
 # what each hyperparameter of HYPERPARAMS allows: check(value, name) raises a ValueError naming a bad value
 _CHECKS: Mapping[str, Callable[[Any, str], Any]] = MappingProxyType({
     "episodes_per_update": functools.partial(check_int, minimum=1),
     "n_steps": functools.partial(check_int, minimum=1, optional=True),
-    "batch_size": functools.partial(check_int, minimum=2, optional=True),  # PPO asserts > 1; DQN: see below
+    "batch_size": functools.partial(check_int, minimum=2, optional=True),  # PPO asserts > 1; off-policy: below
     "n_epochs": functools.partial(check_int, minimum=1),
     "learning_rate": _positive_or_schedule,
     "clip_range": _positive_or_schedule,
@@ -119,15 +156,25 @@ _CHECKS: Mapping[str, Callable[[Any, str], Any]] = MappingProxyType({
     "train_freq": _train_freq,
     "gradient_steps": functools.partial(check_int, minimum=-1),  # -1: as many as the env steps since the last
     "target_update_interval": functools.partial(check_int, minimum=1, optional=True),
+    "warmup_episodes": functools.partial(check_int, minimum=0),
+    "noise_sigma": functools.partial(check_number, minimum=0.0),  # 0: no exploration noise
+    "noise_decay": functools.partial(check_number, minimum=0.0, maximum=1.0, exclusive_minimum=True),
+    "policy_delay": functools.partial(check_int, minimum=1),
+    "target_policy_noise": functools.partial(check_number, minimum=0.0),
+    "target_noise_clip": functools.partial(check_number, minimum=0.0),
 })
-_DQN_CHECKS = {"batch_size": functools.partial(check_int, minimum=1)}
+# the off-policy algorithms sample minibatches from a replay buffer: one transition is a minibatch; SAC's ent_coef
+_OFF_POLICY_CHECKS = {"batch_size": functools.partial(check_int, minimum=1)}
+_ALGO_CHECKS: Mapping[str, Mapping[str, Callable[[Any, str], Any]]] = MappingProxyType({
+    "dqn": _OFF_POLICY_CHECKS, "ddpg": _OFF_POLICY_CHECKS, "td3": _OFF_POLICY_CHECKS,
+    "sac": {**_OFF_POLICY_CHECKS, "ent_coef": _entropy_coef}})
 
 
 def check_hyperparams(algo: str, overrides: Mapping[str, Any]) -> None:
     """Check ``overrides`` of :data:`HYPERPARAMS[algo]` without building anything: unknown names, and every value
     of the wrong type or out of range, raise a one-line ValueError naming it."""
     check_names(overrides, sorted(HYPERPARAMS[check_choice(algo, "algo", ALGOS)]), f"{algo} hyperparameter(s)")
-    checks = {**_CHECKS, **(_DQN_CHECKS if algo == "dqn" else {})}
+    checks = {**_CHECKS, **_ALGO_CHECKS.get(algo, {})}
     for name, value in overrides.items():
         checks[name](value, name)
 
@@ -136,10 +183,12 @@ def check_hyperparams(algo: str, overrides: Mapping[str, Any]) -> None:
 _VEC_INFO_KEYS = ("terminal_observation", "episode", "TimeLimit.truncated")
 
 
-def resolve_hyperparams(algo: str, overrides: Mapping[str, Any], episode_length: int, n_envs: int
-                        ) -> dict[str, Any]:
+def resolve_hyperparams(algo: str, overrides: Mapping[str, Any], episode_length: int, n_envs: int, *,
+                        seed: int = 0) -> dict[str, Any]:
     """The SB3 constructor kwargs of ``algo``: :data:`HYPERPARAMS` with ``overrides`` (ValueError for a name
-    not in it) and its ``None`` entries derived from ``episode_length`` (the longest episode) and ``n_envs``."""
+    not in it) and its ``None`` entries derived from ``episode_length`` (the longest episode) and ``n_envs``;
+    ``warmup_episodes`` becomes ``learning_starts``, ``noise_sigma`` and ``noise_decay`` a
+    :class:`TruncatedNormalNoise` drawing with ``seed`` (none when sigma is 0)."""
     check_hyperparams(algo, overrides)
     params = {k: _plain(v) for k, v in {**HYPERPARAMS[algo], **overrides}.items()}
     if "episodes_per_update" in params:
@@ -148,14 +197,123 @@ def resolve_hyperparams(algo: str, overrides: Mapping[str, Any], episode_length:
             params["n_steps"] = max(1, math.ceil(episode_length * per_update / n_envs))
     if "batch_size" in params and params["batch_size"] is None:
         params["batch_size"] = max(2, params["n_steps"] * n_envs // 4)
+    if isinstance(params.get("train_freq"), list):  # YAML's form of SB3's (n, unit) tuple
+        params["train_freq"] = tuple(params["train_freq"])
+    if "warmup_episodes" in params:
+        params["learning_starts"] = params.pop("warmup_episodes") * episode_length
+    if "noise_sigma" in params:
+        sigma, decay = params.pop("noise_sigma"), params.pop("noise_decay")
+        params["action_noise"] = TruncatedNormalNoise(sigma, decay, seed=seed) if sigma > 0 else None
     if algo == "dqn":
-        params["train_freq"] = tuple(params["train_freq"]) if isinstance(params["train_freq"], list) else (
-            params["train_freq"])
         if params["learning_starts"] is None:
             params["learning_starts"] = 4 * episode_length
         if params["target_update_interval"] is None:
             params["target_update_interval"] = 10 * episode_length
     return params
+
+
+class TruncatedNormalNoise(ActionNoise):
+    """AMC's exploration noise: each action drawn from a normal around the policy's action with standard deviation
+    ``sigma``, truncated to the action range, and ``sigma`` multiplied by ``decay`` per finished episode that used
+    it (warm-up episodes, played with uniform random actions, do not count, as in AMC).
+
+    Truncated, not clipped: SB3's action noise is additive (``clip(action + noise(), -1, 1)`` in its scaled
+    space), so every draw past a bound lands *on* the bound, a keep ratio of exactly 0 (remove) or 1 (full width)
+    far more often than a truncated normal would give it. A truncated normal needs the action it is centred on,
+    which SB3's ``noise()`` does not receive: :meth:`perturb` takes it, the ddpg and td3 agents call it instead of
+    SB3's addition, and calling the noise SB3's way raises a TypeError. ``sigma`` is in the action's units (AMC's
+    delta on a keep ratio in [0, 1]). The random generator (``seed``) and sigma are pickled with the model, so a
+    resumed run continues both.
+    """
+
+    def __init__(self, sigma: float, decay: float, seed: int | None = None) -> None:
+        super().__init__()
+        self.sigma = check_number(sigma, "noise_sigma", minimum=0.0)
+        self.decay = check_number(decay, "noise_decay", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        self._rng = np.random.default_rng(seed)
+        self._drawn: set[int] = set()  # envs (rows of the action) drawn for since their episode began
+
+    def perturb(self, action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """A draw from the normal around each entry of ``action`` (one row per env), truncated to [low, high]."""
+        action = np.asarray(action, dtype=np.float64)
+        self._drawn.update(range(len(action)))
+        if self.sigma == 0:
+            return action.copy()
+        draw = truncnorm.rvs((low - action) / self.sigma, (high - action) / self.sigma, loc=action, scale=self.sigma,
+                             random_state=self._rng)
+        return np.clip(draw, low, high)  # the draw is within the bounds but for float rounding
+
+    def reset(self, indices: Iterable[int] | None = None) -> None:
+        """Episodes ended (SB3 calls this; ``indices``: the envs whose episode ended, None: all): sigma decays once
+        per ended episode the noise drew for."""
+        ended = self._drawn if indices is None else self._drawn & set(indices)
+        self.sigma *= self.decay ** len(ended)
+        self._drawn -= ended
+
+    def discard_episodes(self) -> None:
+        """Forget the episodes in flight: they end without an evaluation (training starts again from a reset)."""
+        self._drawn.clear()
+
+    def __call__(self) -> np.ndarray:
+        raise TypeError("TruncatedNormalNoise draws around the action: call perturb(action, low, high) (SB3's additive "
+                        "action noise would be clipped, not truncated)")
+
+    def __repr__(self) -> str:
+        return f"TruncatedNormalNoise(sigma={self.sigma:g}, decay={self.decay:g})"
+
+
+class _TruncatedExploration(OffPolicyAlgorithm):
+    """DDPG / TD3 exploring as AMC does: uniform random actions during the warm-up, then the actor's action
+    perturbed by a :class:`TruncatedNormalNoise` (one for all envs: SB3 would copy it per env, generator
+    included, and the copies would draw the same numbers)."""
+
+    def _setup_learn(self, *args: Any, **kwargs: Any) -> Any:
+        noise = self.action_noise
+        if isinstance(noise, TruncatedNormalNoise):
+            noise.discard_episodes()  # learn() resets the envs: episodes in flight are not finished
+        result = super()._setup_learn(*args, **kwargs)
+        if isinstance(noise, TruncatedNormalNoise):
+            self.action_noise = noise
+        return result
+
+    def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(action_noise, TruncatedNormalNoise):
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
+        if self.num_timesteps < learning_starts:  # AMC's warm-up: uniform random actions, no noise
+            return action, buffer_action
+        action = action_noise.perturb(action, self.action_space.low, self.action_space.high).astype(action.dtype)
+        self.logger.record("rollout/noise_sigma", action_noise.sigma)
+        return action, self.policy.scale_action(action)
+
+
+class AMCDDPG(_TruncatedExploration, DDPG):
+    """SB3's DDPG with AMC's exploration (:class:`TruncatedNormalNoise`)."""
+
+
+class AMCTD3(_TruncatedExploration, TD3):
+    """SB3's TD3 with AMC's exploration (:class:`TruncatedNormalNoise`)."""
+
+
+# the action spaces an algorithm takes (others: any); a mismatch names the action_mode to make the env with
+_SPACES: Mapping[str, tuple[type[spaces.Space], ...]] = MappingProxyType({
+    "dqn": (spaces.Discrete,), "maskable_ppo": (spaces.Discrete, spaces.MultiDiscrete),
+    "ddpg": (spaces.Box,), "td3": (spaces.Box,), "sac": (spaces.Box,)})
+_MODES = {spaces.Discrete: "sequential", spaces.MultiDiscrete: "one_shot", spaces.Box: "continuous"}
+
+
+def check_action_space(algo: str, space: spaces.Space) -> None:
+    """A one-line ValueError when ``algo`` cannot act in ``space``, naming the action_mode it needs and the
+    algorithms that act in this one."""
+    allowed = _SPACES.get(algo, (spaces.Space,))
+    if isinstance(space, allowed):
+        return
+    needed = " or ".join(repr(_MODES[kind]) for kind in allowed)
+    mode = next((m for kind, m in _MODES.items() if isinstance(space, kind)), None)
+    others = [a for a in ALGOS if isinstance(space, _SPACES.get(a, (spaces.Space,)))]
+    raise ValueError(f"{algo} needs action_mode={needed}; this env's action space is {space} (action_mode={mode!r}): "
+                     f"make the env with action_mode={_MODES[allowed[0]]!r}, or use {', '.join(others)}")
 
 
 class LogWriter(KVWriter):
@@ -229,11 +387,13 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: 
       several envs finish on the same step the log may end up to ``n_envs - 1`` episodes past ``episodes``:
       every student evaluated up to then is logged.
     - ``hyperparams``: overrides of :data:`HYPERPARAMS[algo]` (ValueError for unknown names).
+    - The env's action space must suit ``algo`` (ddpg, td3, sac: ``action_mode="continuous"``; dqn:
+      "sequential"; maskable_ppo: "sequential" or "one_shot"): else a ValueError before any step.
     - ``checkpoint``: the model is saved there (".zip" appended if missing, written atomically) after every
-      update and at the end, with the episode count (:func:`saved_episodes`); DQN's replay buffer goes beside
-      it (``<checkpoint>.replay.pkl``). With ``resume=True`` and an existing checkpoint, training continues
-      from it (timesteps, optimiser, replay buffer); create ``log`` with
-      ``start_episode=saved_episodes(checkpoint)`` so the episode count continues too.
+      update and at the end, with the episode count (:func:`saved_episodes`); an off-policy algorithm's (dqn,
+      ddpg, td3, sac) replay buffer goes beside it (``<checkpoint>.replay.pkl``). With ``resume=True`` and an
+      existing checkpoint, training continues from it (timesteps, optimiser, replay buffer, exploration noise);
+      create ``log`` with ``start_episode=saved_episodes(checkpoint)`` so the episode count continues too.
     - ``init_from``: a checkpoint of another run (same algo and policy, possibly another env id: the spaces do
       not depend on the teacher's depth) whose weights start the policy; ignored when resuming.
     - TensorBoard: SB3's scalars go to ``log.scalar`` (the log's ``agent/*``), episodes to ``log.record``.
@@ -253,12 +413,9 @@ def run(env_fn: Callable[[], gym.Env], *, episodes: int, log: EpisodeLog, seed: 
     else:
         vec_env = DummyVecEnv([functools.partial(_monitored, env_fn)])
     try:
-        if algo == "dqn" and not isinstance(vec_env.action_space, gym.spaces.Discrete):
-            raise ValueError(f"dqn needs a Discrete action space (action_mode='sequential'); this env's is "
-                             f"{vec_env.action_space}; for action_mode='one_shot' use 'ppo', 'a2c' or "
-                             f"'maskable_ppo'")
+        check_action_space(algo, vec_env.action_space)
         episode_length = max(vec_env.get_attr("steps_left"))  # the longest episode, at the start of one
-        params = resolve_hyperparams(algo, hyperparams, episode_length, n_envs)
+        params = resolve_hyperparams(algo, hyperparams, episode_length, n_envs, seed=seed)
         resuming = resume and ckpt is not None and ckpt.exists()
         if resuming:
             model = _load(cls, ckpt, vec_env, params, log)
@@ -313,7 +470,8 @@ def _algorithm(algo: str) -> tuple[type[BaseAlgorithm], str]:
             raise ImportError(f"algo {algo!r} ({name}) needs sb3-contrib, part of ddc-env's default install: pip "
                               f"install sb3-contrib") from e
         return getattr(sb3_contrib, name), policy
-    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo], "MlpPolicy"
+    classes = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "ddpg": AMCDDPG, "td3": AMCTD3, "sac": SAC}
+    return classes[algo], "MlpPolicy"
 
 
 def _plain(value: Any) -> Any:
@@ -331,14 +489,14 @@ def _monitored(env_fn: Callable[[], gym.Env], threads: int | None = None) -> gym
 
 def _load(cls: type[BaseAlgorithm], path: Path, vec_env: VecEnv, params: dict[str, Any],
           log: EpisodeLog) -> BaseAlgorithm:
-    """Resume from ``path``: its weights, optimiser and counters, with ``params`` applied (the architecture
-    stays the checkpoint's)."""
+    """Resume from ``path``: its weights, optimiser, counters and exploration noise (sigma, generator), with the other
+    ``params`` applied (the architecture stays the checkpoint's)."""
     saved = saved_episodes(path)
     if log.episodes != saved:
         warnings.warn(f"resuming from {path}, saved after {saved} episodes, with a log at {log.episodes}; create "
                       f"the log with start_episode=saved_episodes(checkpoint) to continue the count",
                       stacklevel=3)
-    kwargs = {k: v for k, v in params.items() if k not in ("policy_kwargs", "device")}
+    kwargs = {k: v for k, v in params.items() if k not in ("policy_kwargs", "device", "action_noise")}
     model = cls.load(path, env=vec_env, device=params["device"], **kwargs)
     replay = _replay_path(path)
     if isinstance(model, OffPolicyAlgorithm) and replay.exists():
@@ -370,5 +528,5 @@ def _replay_path(path: Path) -> Path:
     return path.with_name(path.name + ".replay.pkl")
 
 
-__all__ = ["ALGOS", "HYPERPARAMS", "LogWriter", "MetricsCallback", "check_hyperparams", "resolve_hyperparams", "run",
-           "save_checkpoint", "saved_episodes"]
+__all__ = ["ALGOS", "AMCDDPG", "AMCTD3", "HYPERPARAMS", "LogWriter", "MetricsCallback", "TruncatedNormalNoise",
+           "check_action_space", "check_hyperparams", "resolve_hyperparams", "run", "save_checkpoint", "saved_episodes"]
