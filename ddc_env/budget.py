@@ -56,6 +56,10 @@ class BudgetClipper:
                              f"task (every decision at its narrowest width) has a {self.key} ratio of "
                              f"{floor / self.cost(self.task.student_spec({})):.3f}")
 
+    def allows(self, spec: NetSpec) -> bool:
+        """Whether student ``spec`` meets the budget."""
+        return self.cost(spec) <= self.limit * (1 + 1e-9)
+
     def _spec(self, actions: Sequence[int | None]) -> NetSpec:
         """The student of ``actions`` with every undecided decision (None) at its narrowest width."""
         choices = self.task.codec.choices
@@ -71,7 +75,7 @@ class BudgetClipper:
 
         def fits(b: int) -> bool:
             trial[j] = b
-            return self.cost(self._spec(trial)) <= self.limit * (1 + 1e-9)
+            return self.allows(self._spec(trial))
 
         if a == 0 or fits(a):
             return a

@@ -81,6 +81,10 @@ class CompressionEnv(gym.Env):
             return BudgetClipper(self.task, key, ratio, model.predict_ms)
         return BudgetClipper(self.task, key, ratio, lambda spec: getattr(spec, key))
 
+    def meets_budget(self, spec: NetSpec) -> bool:
+        """Whether student ``spec`` meets this env's ``budget`` (True without one)."""
+        return self._clipper is None or self._clipper.allows(spec)
+
     def student_spec(self, choices: Mapping[str, Choice]) -> NetSpec:
         """The student spec of ``choices`` (decision name -> "remove" | width | Keep) under the task's channel
         rounding and class subset; choices the teacher does not allow raise ``ActionError``."""

@@ -280,10 +280,12 @@ class BenchTable:
 
 def best_known_key(config: Any, table: BenchTable) -> str:
     """Where a twin config's best-known student is stored in its table's ``meta["best_known"]``: backend, fidelity,
-    training seed, reward and device (the student that scores best depends on all five)."""
+    training seed, reward, device and budget, when there is one (the student that scores best depends on all)."""
     reward = config.reward if isinstance(config.reward, (str, Mapping)) else repr(config.reward)
-    return json.dumps([config.backend, config.fidelity or table.default_fidelity, config.train_seed, reward,
-                       config.device or "build"], sort_keys=True, default=str)
+    key = [config.backend, config.fidelity or table.default_fidelity, config.train_seed, reward,
+           config.device or "build"]
+    budget = getattr(config, "budget", None)
+    return json.dumps(key if budget is None else [*key, dict(budget)], sort_keys=True, default=str)
 
 
 def _fixed_model(latency: Mapping[str, Any]) -> LatencyModel:

@@ -311,3 +311,28 @@ def test_a_transfer_benchmark_starts_every_run_from_a_pretrained_policy_and_the_
     assert main(["benchmark", "leaderboard", str(board), "--from", str(tmp_path / "without"), "--transfer",
                  f"{tmp_path / 'with'}={tmp_path / 'without'}"]) == 0
     assert "## Policy transfer" in board.read_text()
+
+
+def test_amcs_mode_benchmarks_against_random_keep_ratios_and_the_best_student_within_the_budget(tmp_path, capsys):
+    """``action_mode=continuous`` (the random agent draws uniform keep ratios) has no enumerable random episodes: the
+    reference is sampled; with a FLOPs budget the reference's 1 is the best table student that meets it."""
+    import gymnasium as gym
+
+    from ddc_env.lab.benchmark.reference import make_reference
+
+    out = tmp_path / "amc"
+    code = main(["benchmark", "run", "--env", TWIN, "--agents", "random", "ddpg", "--seeds", "1", "--budget", "4",
+                 "--set", "action_mode=continuous", "--set", "budget={flops: 0.2}", "--jobs", "1", "--reps", "200",
+                 "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["reference"]["method"] == "sampled" and set(results["agents"]) == {"random", "ddpg"}
+    assert all(float(r["flop_ratio"]) <= 0.2 + 1e-9 for r in _rows(out / bench.EPISODES_CSV))
+    free = make_reference(gym.make(TWIN), samples=200)
+    within = make_reference(gym.make(TWIN, action_mode="continuous", budget={"flops": 0.2}), samples=200)
+    assert free.method == "exact" and within.best == results["one"] < free.best
+    table = BenchTable.load("lenet5_mnist")
+    twin = gym.make(TWIN, budget={"flops": 0.2}).unwrapped
+    fits = [h for h in table.spec_hashes("fast") if twin.meets_budget(table.spec(h))]
+    assert 0 < len(fits) < len(table.spec_hashes("fast"))
+    assert all(table.spec(h).flops <= 0.2 * twin.task.teacher_spec.flops + 1e-6 for h in fits)

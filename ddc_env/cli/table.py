@@ -62,7 +62,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                     "stopped.")
     build.add_argument("name", help="the table's name (e.g. lenet5_mnist)")
     build.add_argument("--env", required=True, help="the live env id whose task is tabulated")
-    build.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="env arguments, e.g. "
+    build.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="env arguments, e.g. "
                                                                                   "dataset=mnist_sample")
     build.add_argument("--fidelity", action="append", required=True, metavar="NAME[:SEEDS][=STUDENTS]",
                        help="a fidelity preset, its training seeds and how many students (all or a count; counts are "

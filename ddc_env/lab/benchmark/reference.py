@@ -9,7 +9,8 @@ over students. How it is obtained:
 
 - ``"exact"`` (a tabular twin with a fixed training seed or their mean): every random episode is enumerated through
   the env itself (reset, step, action_masks), each with its probability;
-- ``"sampled"`` (a surrogate twin, or training seeds drawn at random): many random episodes played on a fresh env;
+- ``"sampled"`` (a surrogate twin, training seeds drawn at random, or ``action_mode="continuous"``, where the random
+  agent draws uniform keep ratios: AMC's random search): many random episodes played on a fresh env;
 - ``"runs"`` (a live env, where every episode trains a student): the random agent's own episodes in the benchmark.
 
 The expected best of ``k`` independent episodes drawn from a distribution with sorted rewards ``r_i`` and
@@ -164,15 +165,16 @@ def enumerate_episodes(env: gym.Env, limit: int = EXACT_LIMIT) -> tuple[tuple[Ou
 
 
 def table_best(env: gym.Env) -> float:
-    """The best reward of any student of a tabular twin's table (at its fidelity; with training seeds drawn at
-    random, the best of any seed's row)."""
+    """The best reward of any student of a tabular twin's table that meets the twin's budget, if it has one (at its
+    fidelity; with training seeds drawn at random, the best of any seed's row)."""
     twin = env.unwrapped
     scorer: TableScorer = twin.scorer.inner
     table, fidelity = scorer.table, scorer.fidelity
     seeds = table.seeds(fidelity) if scorer.train_seed == "random" else [scorer.train_seed]
     reward = twin.reward_function()
     scorers = [TableScorer(table, fidelity, train_seed=seed) for seed in seeds]
-    return max(float(reward(s.evaluate(table.spec(h)))) for h in table.spec_hashes(fidelity) for s in scorers)
+    specs = [spec for spec in map(table.spec, table.spec_hashes(fidelity)) if twin.meets_budget(spec)]
+    return max(float(reward(s.evaluate(spec))) for spec in specs for s in scorers)
 
 
 def best_known(env: gym.Env) -> tuple[float | None, str]:
@@ -195,8 +197,8 @@ def _is_table(env: gym.Env) -> bool:
 def make_reference(env: gym.Env, *, samples: int = 20_000, seed: int = 0,
                    limit: int = EXACT_LIMIT) -> Reference:
     """The reference of a twin ``env`` (fresh, made for this): exact when it is tabular with deterministic rows and
-    has at most ``limit`` random episodes (bounded by the product of every decision's allowed actions), else
-    ``samples`` random episodes played with ``seed``."""
+    discrete actions and has at most ``limit`` random episodes (bounded by the product of every decision's allowed
+    actions), else ``samples`` random episodes played with ``seed``."""
     if not isinstance(env.unwrapped, DDCBenchEnv):
         raise ValueError("make_reference plays random episodes on a benchmark twin; a live env's reference comes "
                          "from the random agent's runs (reference_from_episodes)")
@@ -205,7 +207,8 @@ def make_reference(env: gym.Env, *, samples: int = 20_000, seed: int = 0,
     best, best_source = (table_best(env), "the best student of the table") if tabular else best_known(env)
     task = env.unwrapped.task
     episodes_at_most = math.prod(sum(task.allowed(d)) for d in task.decisions)
-    if tabular and env.unwrapped.config.train_seed != "random" and episodes_at_most <= limit:
+    discrete = not isinstance(env.action_space, gym.spaces.Box)
+    if tabular and discrete and env.unwrapped.config.train_seed != "random" and episodes_at_most <= limit:
         enumerated = enumerate_episodes(env, limit)
         if enumerated is not None:
             return Reference("exact", enumerated[0], enumerated[1], best, best_source)
