@@ -20,13 +20,15 @@ from typing import Any
 @dataclass(frozen=True)
 class AgentEntry:
     """How to run one agent: ``module.run`` with the ``fixed`` keyword arguments (e.g. ``algo="ppo"``);
-    ``vectorized`` agents also take ``n_envs``; ``requires`` names optional packages the agent needs."""
+    ``vectorized`` agents also take ``n_envs``; ``requires`` names optional packages the agent needs;
+    ``action_mode``: the env's action_mode it acts in, when it acts in one only (a benchmark makes its envs so)."""
 
     module: str
     summary: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
     vectorized: bool = False
     requires: tuple[str, ...] = ()
+    action_mode: str | None = None
 
     def load(self) -> ModuleType:
         """The agent's module (imported now); a missing module or dependency is a ValueError saying which."""
@@ -70,17 +72,17 @@ AGENTS: Mapping[str, AgentEntry] = MappingProxyType({
                                                             "REINFORCE"),
     "ppo": AgentEntry(_SB3, "stable-baselines3 PPO", {"algo": "ppo"}, vectorized=True),
     "a2c": AgentEntry(_SB3, "stable-baselines3 A2C", {"algo": "a2c"}, vectorized=True),
-    "dqn": AgentEntry(_SB3, "stable-baselines3 DQN", {"algo": "dqn"}, vectorized=True),
+    "dqn": AgentEntry(_SB3, "stable-baselines3 DQN", {"algo": "dqn"}, vectorized=True, action_mode="sequential"),
     "maskable_ppo": AgentEntry(_SB3, "sb3-contrib MaskablePPO (reads action_masks())", {"algo": "maskable_ppo"},
                                vectorized=True, requires=("sb3_contrib",)),
     "recurrent_ppo": AgentEntry(_SB3, "sb3-contrib RecurrentPPO (LSTM policy)", {"algo": "recurrent_ppo"},
                                 vectorized=True, requires=("sb3_contrib",)),
     "ddpg": AgentEntry(_SB3, "stable-baselines3 DDPG, AMC's settings and truncated-normal noise (action_mode "
-                             "continuous)", {"algo": "ddpg"}, vectorized=True),
+                             "continuous)", {"algo": "ddpg"}, vectorized=True, action_mode="continuous"),
     "td3": AgentEntry(_SB3, "stable-baselines3 TD3, AMC's settings and truncated-normal noise (action_mode "
-                            "continuous)", {"algo": "td3"}, vectorized=True),
+                            "continuous)", {"algo": "td3"}, vectorized=True, action_mode="continuous"),
     "sac": AgentEntry(_SB3, "stable-baselines3 SAC, AMC's settings, entropy-driven exploration (action_mode "
-                            "continuous)", {"algo": "sac"}, vectorized=True),
+                            "continuous)", {"algo": "sac"}, vectorized=True, action_mode="continuous"),
     "evolution": AgentEntry(_PKG + "evolution", "regularized evolution (Real et al. 2019): tournaments, one-decision "
                                                 "mutations, the oldest dies"),
     "tpe": AgentEntry(_PKG + "tpe", "optuna's TPE sampler, one categorical parameter per decision",

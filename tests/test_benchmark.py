@@ -133,7 +133,7 @@ def test_validate_flags_a_forged_result_and_the_leaderboard_leaves_it_off(toy_ta
     assert "## Overall:" in text and "Headroom: random search's expected best of 2 is" in text
     forged.replace(out / bench.RESULTS_CSV)  # a result that does not re-score is not on the board
     assert main(["benchmark", "leaderboard", str(board), "--from", str(out)]) == 0
-    assert f"{TWIN}: not on the board" in board.read_text()
+    assert f'## {TWIN} (reward="n2n", table="{path}"): not on the board' in board.read_text()
 
 
 def test_headroom_marks_saturated_tasks_and_the_overall_score_pools_the_others():
@@ -313,26 +313,85 @@ def test_a_transfer_benchmark_starts_every_run_from_a_pretrained_policy_and_the_
     assert "## Policy transfer" in board.read_text()
 
 
-def test_amcs_mode_benchmarks_against_random_keep_ratios_and_the_best_student_within_the_budget(tmp_path, capsys):
-    """``action_mode=continuous`` (the random agent draws uniform keep ratios) has no enumerable random episodes: the
-    reference is sampled; with a FLOPs budget the reference's 1 is the best table student that meets it."""
+def test_amcs_agents_act_in_their_own_mode_against_the_shared_reference_within_the_budget(tmp_path, capsys):
+    """ddpg acts in action_mode=continuous while random stays sequential: one task, one exact reference (the masked
+    random episode's), every student within the FLOPs budget, and the 1 is the best table student that meets it."""
     import gymnasium as gym
 
     from ddc_env.lab.benchmark.reference import make_reference
 
     out = tmp_path / "amc"
     code = main(["benchmark", "run", "--env", TWIN, "--agents", "random", "ddpg", "--seeds", "1", "--budget", "4",
-                 "--set", "action_mode=continuous", "--set", "budget={flops: 0.2}", "--jobs", "1", "--reps", "200",
-                 "--quiet", "--out", str(out)])
+                 "--set", "budget={flops: 0.2}", "--jobs", "1", "--reps", "200", "--quiet", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
+    assert "| ddpg | defaults (action_mode=continuous) |" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["reference"]["method"] == "sampled" and set(results["agents"]) == {"random", "ddpg"}
-    assert all(float(r["flop_ratio"]) <= 0.2 + 1e-9 for r in _rows(out / bench.EPISODES_CSV))
+    assert results["reference"]["method"] == "exact" and set(results["agents"]) == {"random", "ddpg"}
+    rows = _rows(out / bench.EPISODES_CSV)
+    assert {r["agent"] for r in rows} == {"random", "ddpg"} and all(float(r["flop_ratio"]) <= 0.2 + 1e-9 for r in rows)
+    assert {r["agent"]: json.loads(r["env_kwargs"]) for r in _rows(out / bench.RESULTS_CSV)} == {
+        "random": {"budget": {"flops": 0.2}}, "ddpg": {"budget": {"flops": 0.2}, "action_mode": "continuous"}}
+    assert results["validation"]["ok"] == 2
     free = make_reference(gym.make(TWIN), samples=200)
-    within = make_reference(gym.make(TWIN, action_mode="continuous", budget={"flops": 0.2}), samples=200)
-    assert free.method == "exact" and within.best == results["one"] < free.best
+    assert results["one"] < free.best
     table = BenchTable.load("lenet5_mnist")
     twin = gym.make(TWIN, budget={"flops": 0.2}).unwrapped
     fits = [h for h in table.spec_hashes("fast") if twin.meets_budget(table.spec(h))]
     assert 0 < len(fits) < len(table.spec_hashes("fast"))
     assert all(table.spec(h).flops <= 0.2 * twin.task.teacher_spec.flops + 1e-6 for h in fits)
+    # AMC's random search (uniform keep ratios) has no enumerable episodes: its reference is sampled
+    continuous = make_reference(gym.make(TWIN, action_mode="continuous", budget={"flops": 0.2}), samples=200)
+    assert continuous.method == "sampled" and continuous.best == results["one"]
+
+
+def test_an_agent_sets_only_how_it_acts_and_one_acting_in_one_mode_refuses_another(tmp_path):
+    config = bench.make_benchmark_config(TWIN, ["random", "ddpg", "dqn"], seeds=range(1), budget=2)
+    acting = {setup.agent: setup.env_kwargs for setup in config.agents}
+    assert acting == {"random": {}, "ddpg": {"action_mode": "continuous"}, "dqn": {"action_mode": "sequential"}}
+    assert config.search_config(config.agents[1], 0).env_kwargs == {"action_mode": "continuous"}
+    everyone = bench.make_benchmark_config(TWIN, ["random", "sac"], seeds=range(1), budget=2,
+                                           env_kwargs={"action_mode": "continuous"})
+    assert [setup.env_kwargs for setup in everyone.agents] == [{}, {}]
+    with pytest.raises(ValueError, match="ddpg acts in action_mode='continuous', not 'one_shot': leave action_mode"):
+        bench.make_benchmark_config(TWIN, ["ddpg"], seeds=range(1), budget=2, env_kwargs={"action_mode": "one_shot"})
+    for text, message in [("env_kwargs: {reward: n2n}", r"unknown env_kwargs of agent 'td3'.*\['reward'\]"),
+                          ("env_kwargs: {action_mode: sequential}", "td3 acts in action_mode='continuous', not "
+                                                                    "'sequential'")]:
+        path = tmp_path / "td3.yaml"
+        path.write_text(f"agent: td3\n{text}\n")
+        with pytest.raises(ValueError, match=message):
+            bench.make_benchmark_config(TWIN, ["td3"], seeds=range(1), budget=2, configs={"td3": path})
+
+
+def test_the_board_merges_benchmarks_of_one_task_into_one_section(toy_table, tmp_path):
+    """Agents benchmarked at different times on one task sit in one section, scored as if run together; a benchmark
+    of another budget is another section; merging different tasks is refused."""
+    from ddc_env.lab.benchmark.leaderboard import render_leaderboard
+    from ddc_env.lab.benchmark.scores import merge_results
+
+    path, _ = toy_table
+    kwargs = {"table": str(path), "reward": "n2n"}
+
+    def run(name: str, agents: list[str], budget: int = 3) -> dict:
+        config = bench.make_benchmark_config(TWIN, agents, seeds=range(3), budget=budget, bootstrap_reps=200,
+                                             env_kwargs=kwargs)
+        return bench.run_benchmark(config, tmp_path / name, progress=False)
+
+    together, first, second = run("all", ["random", "uniform", "reinforce"]), run("a", ["random", "uniform"]), run(
+        "b", ["random", "reinforce"])
+    merged = merge_results([first, second])
+    assert list(merged["agents"]) == ["random", "uniform", "reinforce"]
+    for agent, v in together["agents"].items():
+        assert merged["agents"][agent]["normalized_score"] == pytest.approx(v["normalized_score"])
+        assert merged["agents"][agent]["normalized_iqm"]["iqm"] == pytest.approx(v["normalized_iqm"]["iqm"])
+    assert merged["agents"]["reinforce"]["improvement_over_random"]["probability"] == pytest.approx(
+        together["agents"]["reinforce"]["improvement_over_random"]["probability"])
+    longer = run("longer", ["random"], budget=4)
+    with pytest.raises(ValueError, match="budget is 3 in one and 4 in another"):
+        merge_results([first, longer])
+    board = render_leaderboard([tmp_path / "a", tmp_path / "b", tmp_path / "longer"], at=tmp_path)
+    assert board.count(f"## {TWIN} (") == 2 and "3 seeds x 3 evaluations" in board and "x 4 evaluations" in board
+    section = board[board.index("x 3 evaluations"):board.index("x 4 evaluations")]
+    assert all(f"| {agent} |" in section for agent in ("random", "uniform", "reinforce"))
+    assert "![evaluations](a/anytime_evaluations.png)" in section and "![evaluations](b/anytime_evaluations.png)" in \
+        section

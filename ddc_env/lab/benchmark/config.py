@@ -28,32 +28,45 @@ EPISODES_CSV, RESULTS_CSV = "episodes.csv", "results.csv"
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 PLOTS = {"evaluations": "anytime_evaluations.png", "seconds": "anytime_seconds.png",
          "profile": "performance_profile.png"}
-AGENT_CONFIG_KEYS = ("agent", "agent_kwargs", "n_envs")
+AGENT_CONFIG_KEYS = ("agent", "agent_kwargs", "n_envs", "env_kwargs")
+# the env arguments an agent may set for its own runs: how it acts, not which students there are or how they score
+ACTING_KWARGS = ("action_mode", "stages", "masked_action", "remove_below")
 DEFAULT_BUDGET = 200
 
 
 @dataclass(frozen=True, kw_only=True)
 class AgentSetup:
     """One agent of a benchmark: its hyperparameters (defaults filled in), ``n_envs``, the config file they came
-    from (None: the agent's defaults) and ``init_from``: another run's agent checkpoint every run of it starts from
-    (policy transfer: a policy pre-trained on another task)."""
+    from (None: the agent's defaults), ``init_from``: another run's agent checkpoint every run of it starts from
+    (policy transfer: a policy pre-trained on another task), and ``env_kwargs``: how its envs act, over the
+    benchmark's (:data:`ACTING_KWARGS` only, e.g. AMC's agents' ``action_mode: continuous``: the same students and
+    rewards, so every agent is scored against the same reference)."""
 
     agent: str
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     n_envs: int = 1
     source: str | None = None
     init_from: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_names(self.env_kwargs, ACTING_KWARGS, f"env_kwargs of agent {self.agent!r} (an agent sets how it acts; "
+                                                    f"the task is the benchmark's: --env and --set)")
 
 
 def read_agent_config(path: str | Path, agent: str) -> AgentSetup:
     """An agent's benchmark config: a YAML file with ``agent_kwargs`` (and optionally ``agent``, which must match,
-    and ``n_envs``); the env is the benchmark's, so a file naming one is refused."""
+    ``n_envs`` and ``env_kwargs``: how its envs act, :data:`ACTING_KWARGS`); the env is the benchmark's, so a file
+    naming one is refused."""
     data = read_yaml(path) if Path(path).is_file() else {}
     check_names(data, AGENT_CONFIG_KEYS, f"key(s) in the agent config {path} (the env comes from --env and --set)")
     if data.get("agent", agent) != agent:
         raise ValueError(f"{path} configures agent {data['agent']!r}, not {agent!r}")
-    return AgentSetup(agent=agent, agent_kwargs=dict(data.get("agent_kwargs") or {}),
-                      n_envs=data.get("n_envs", 1), source=str(path))
+    try:
+        return AgentSetup(agent=agent, agent_kwargs=dict(data.get("agent_kwargs") or {}), n_envs=data.get("n_envs", 1),
+                          source=str(path), env_kwargs=dict(data.get("env_kwargs") or {}))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +108,7 @@ class BenchmarkConfig:
 
     def search_config(self, setup: AgentSetup, seed: int) -> SearchConfig:
         """The ``ddc search`` config of one run."""
-        return SearchConfig(env_id=self.env_id, env_kwargs=dict(self.env_kwargs), agent=setup.agent,
+        return SearchConfig(env_id=self.env_id, env_kwargs={**self.env_kwargs, **setup.env_kwargs}, agent=setup.agent,
                             agent_kwargs=dict(setup.agent_kwargs), episodes=self.budget, seed=seed,
                             n_envs=setup.n_envs, budget_seconds=self.budget_seconds, backend=dict(self.backend),
                             init_from=setup.init_from)
@@ -121,7 +134,9 @@ def make_benchmark_config(env_id: str, agents: Sequence[str], *, seeds: Sequence
                           init_from: Mapping[str, str | Path] | None = None) -> BenchmarkConfig:
     """A checked benchmark config: each agent's hyperparameters from ``configs[agent]``, else
     ``config_dir/<agent>.yaml`` (a folder, or a folder of the packaged configs such as ``bench/lenet5_mnist``), else
-    its defaults; ``init_from[agent]``: the checkpoint its runs start from (a transfer benchmark)."""
+    its defaults; ``init_from[agent]``: the checkpoint its runs start from (a transfer benchmark). An agent that acts
+    in one action_mode only (ddpg, td3, sac: "continuous"; dqn: "sequential") runs in it unless ``env_kwargs`` or its
+    config sets another, which is a ValueError."""
     unknown = sorted(set(init_from or {}) - set(agents))
     if unknown:
         raise ValueError(f"--init-from for agent(s) {unknown} not in --agents {list(agents)}")
@@ -146,12 +161,26 @@ def make_benchmark_config(env_id: str, agents: Sequence[str], *, seeds: Sequence
         except ValueError as e:
             raise ValueError(f"agent_kwargs of {name!r}{f' in {setup.source}' if setup.source else ''}: {e}") from None
         start = (init_from or {}).get(name)
-        setups.append(dataclasses.replace(setup, agent_kwargs=plain(resolved),
+        acting = {**_own_mode(name, {**(env_kwargs or {}), **setup.env_kwargs}), **setup.env_kwargs}
+        setups.append(dataclasses.replace(setup, agent_kwargs=plain(resolved), env_kwargs=plain(acting),
                                           init_from=None if start is None else str(Path(start).resolve())))
     return BenchmarkConfig(env_id=env_id, env_kwargs=dict(env_kwargs or {}), agents=tuple(setups),
                            seeds=tuple(seeds), budget=budget, budget_seconds=budget_seconds, target_k=target_k,
                            reference_samples=reference_samples, bootstrap_reps=bootstrap_reps,
                            backend=BackendOptions.from_dict(backend).to_dict(), command=command)
+
+
+def _own_mode(agent: str, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"action_mode": mode}`` when ``agent`` acts in one mode only and ``env_kwargs`` set none; a ValueError when
+    they set another."""
+    mode = get_agent(agent).action_mode
+    if mode is None:
+        return {}
+    given = env_kwargs.get("action_mode", mode)
+    if given != mode:
+        raise ValueError(f"{agent} acts in action_mode={mode!r}, not {given!r}: leave action_mode out of --set (each "
+                         f"agent then runs in its own) or set it per agent in its config's env_kwargs")
+    return {} if "action_mode" in env_kwargs else {"action_mode": mode}
 
 
 def read_benchmark_config(out: Path) -> BenchmarkConfig:

@@ -10,8 +10,8 @@ from typing import Any
 
 from ...paths import atomic_write_text
 from .config import RESULTS_CSV, RESULTS_JSON
-from .report import render_section
-from .scores import SATURATED, headroom, overall, transfer_gain
+from .report import render_section, task_key, task_label
+from .scores import SATURATED, headroom, merge_results, overall, transfer_gain
 from .validate import validate_results
 
 __all__ = ["LEADERBOARD_PREAMBLE", "render_leaderboard", "write_leaderboard"]
@@ -58,26 +58,31 @@ def render_transfer(pairs: Sequence[tuple[str | Path, str | Path]]) -> str:
 
 def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at: str | Path = ".",
                        transfers: Sequence[tuple[str | Path, str | Path]] = ()) -> str:
-    """``LEADERBOARD.md`` from benchmark folders: each folder's results, re-validated now, with its plots linked
+    """``LEADERBOARD.md`` from benchmark folders: one section per task, the results of its folders (re-validated now)
+    merged (agents benchmarked at different times side by side: :func:`merge_results`), with their plots linked
     relative to the folder ``at`` (where the file goes); a folder whose best students do not all re-score equal is
     left off with a note."""
     sections = [preamble.rstrip() + "\n"] if preamble else [""]
     tasks: dict[str, Mapping[str, Any]] = {}
-    for folder in folders:
-        folder = Path(folder)
+    groups: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for folder in map(Path, folders):
         results_path = folder / RESULTS_JSON
         if not results_path.is_file():
             raise ValueError(f"{folder} has no {RESULTS_JSON}: run ddc benchmark run into it first")
         results = json.loads(results_path.read_text())
         results["validation"] = validate_results(folder / RESULTS_CSV)
         if results["validation"]["mismatch"] or results["validation"]["ok"] == 0:
-            sections.append(f"## {results['config']['env_id']}: not on the board\n\n{folder}: "
+            sections.append(f"## {task_label(results['config'])}: not on the board\n\n{folder}: "
                             f"{results['validation']['mismatch']} claimed best students do not re-score equal.\n")
             continue
-        sections.append(render_section(results, plots=Path(os.path.relpath(folder, at)).as_posix()))
+        groups.setdefault(task_key(results["config"]), []).append((folder, results))
+    for parts in groups.values():
+        results = parts[0][1] if len(parts) == 1 else merge_results([r for _, r in parts])
+        results["validation"] = {k: sum(r["validation"][k] for _, r in parts) for k in ("ok", "mismatch", "skipped")}
+        sections.append(render_section(results, plots=[Path(os.path.relpath(f, at)).as_posix() for f, _ in parts]))
         counted = headroom(results)
         if counted is not None and counted < SATURATED:
-            tasks[results["config"]["env_id"]] = results
+            tasks[task_label(results["config"])] = results
     transfer = [render_transfer(transfers)] if transfers else []
     return "\n".join([*sections[:1], render_overall(tasks, len(folders)), *sections[1:], *transfer])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,21 @@ def _probability(scores: Mapping[str, Any], key: str, flag: str) -> str:
 
 def _config_text(setup: Mapping[str, Any]) -> str:
     source = setup.get("source")
-    return f"`{Path(source).parent.name}/{Path(source).name}`" if source else "defaults"
+    acting = ", ".join(f"{k}={v}" for k, v in sorted((setup.get("env_kwargs") or {}).items()))
+    return (f"`{Path(source).parent.name}/{Path(source).name}`" if source else "defaults") + (
+        f" ({acting})" if acting else "")
+
+
+def task_label(config: Mapping[str, Any]) -> str:
+    """A benchmark's task as a heading: the env id, and its env arguments when it has any."""
+    kwargs = ", ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(config["env_kwargs"].items()))
+    return config["env_id"] + (f" ({kwargs})" if kwargs else "")
+
+
+def task_key(config: Mapping[str, Any]) -> str:
+    """What makes two benchmarks' runs comparable: task, seeds and budgets (benchmarks with the same key merge)."""
+    return json.dumps([config.get(k) for k in ("env_id", "env_kwargs", "seeds", "budget", "budget_seconds",
+                                                "target_k")], sort_keys=True)
 
 
 def headline(results: Mapping[str, Any]) -> str:
@@ -63,12 +77,12 @@ def headline(results: Mapping[str, Any]) -> str:
             + (f"**Met** by {', '.join(met)}." if met else "**Not met** by any agent."))
 
 
-def render_section(results: Mapping[str, Any], *, heading: str = "##", plots: str = "") -> str:
+def render_section(results: Mapping[str, Any], *, heading: str = "##", plots: str | Sequence[str] = "") -> str:
     """The markdown of one benchmark: command, configs, reference, the table and the plots (named; shown as images
-    from the folder ``plots`` when given)."""
+    from the folder ``plots``, or from each of several folders of one task, when given)."""
     config = results["config"]
     reference = results.get("reference") or {}
-    lines = [f"{heading} {config['env_id']}: {len(config['seeds'])} seeds x {config['budget']} evaluations"
+    lines = [f"{heading} {task_label(config)}: {len(config['seeds'])} seeds x {config['budget']} evaluations"
              + (f" (or {config['budget_seconds']:g} simulated seconds)" if config.get("budget_seconds") else ""), "",
              f"```\n{config['command']}\n```", "", headline(results), ""]
     share = headroom(results)
@@ -99,8 +113,8 @@ def render_section(results: Mapping[str, Any], *, heading: str = "##", plots: st
                       f"re-scored equal, {validation['mismatch']} mismatches, {validation['skipped']} skipped."]
     lines += ["", "Runs that never reach the target count as budget + 1 evaluations. Plots: "
               + ", ".join(f"`{name}`" for name in PLOTS.values()) + ".", ""]
-    if plots:
-        lines += [f"![{kind}]({plots}/{name})" for kind, name in PLOTS.items()] + [""]
+    for folder in filter(None, [plots] if isinstance(plots, str) else plots):
+        lines += [f"![{kind}]({folder}/{name})" for kind, name in PLOTS.items()] + [""]
     lines += ["<details><summary>hyperparameters</summary>", ""]
     for agent, setup in setups.items():
         lines.append(f"- {agent} ({_config_text(setup)}): `{json.dumps(setup['agent_kwargs'], sort_keys=True)}`")

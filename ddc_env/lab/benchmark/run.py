@@ -162,12 +162,14 @@ def _episode_rows(runs: Mapping[str, Sequence[tuple[RunCurve, list[dict[str, Any
 def _result_rows(config: BenchmarkConfig, runs: Mapping[str, Sequence[tuple[RunCurve, list[dict[str, Any]]]]],
                  results: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
+    setups = {setup.agent: setup for setup in config.agents}
     for agent, agent_runs in runs.items():
         scores = results["agents"][agent]
+        env_kwargs = {**config.env_kwargs, **setups[agent].env_kwargs}
         for i, (curve, lines) in enumerate(agent_runs):
             best = lines[curve.best_index]
             reached = scores["evaluations_to_target"]
-            rows.append({**best, "env_id": config.env_id, "env_kwargs": config.env_kwargs, "agent": agent,
+            rows.append({**best, "env_id": config.env_id, "env_kwargs": env_kwargs, "agent": agent,
                          "seed": curve.seed, "budget": config.budget, "episodes": len(lines),
                          "best_episode": curve.best_index + 1, "normalized_score": scores["normalized_score"][i],
                          "evaluations_to_target": reached[i] if reached else None})

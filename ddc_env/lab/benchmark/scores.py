@@ -16,7 +16,8 @@ import numpy as np
 
 from .reference import Reference
 
-__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "overall", "seeded", "transfer_gain"]
+__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "merge_results", "overall", "seeded",
+           "transfer_gain"]
 
 REPS = 2000  # bootstrap replications of every interval (default)
 
@@ -150,6 +151,31 @@ def _estimate(point: float, low: float, high: float) -> dict[str, Any]:
     return {"iqm": point, "ci": [low, high]}
 
 
+def _summarize(agents: dict[str, dict[str, Any]], zero: float | None, one: float | None, budget: int, reps: int
+               ) -> None:
+    """Fill in each agent's normalized scores, targets reached, IQMs with CIs and probabilities of improvement over
+    random search from its runs' ``best_reward`` and ``evaluations_to_target``."""
+    columns, normalized, speed = {}, {}, {}
+    for agent, v in agents.items():
+        bests, reached = np.array(v["best_reward"], dtype=float), v["evaluations_to_target"]
+        to_target = np.array([budget + 1 if n is None else n for n in reached], dtype=float)
+        scores = (bests - zero) / (one - zero) if zero is not None else np.full(len(bests), np.nan)
+        normalized[agent] = scores
+        speed[agent] = -to_target  # fewer evaluations to the target is better
+        columns[agent] = np.stack([bests, scores, to_target if len(reached) else np.full(len(bests), np.nan)], 1)
+        v.update(normalized_score=scores.tolist(), reached_target=sum(n is not None for n in reached))
+    for agent, (points, lows, highs) in _iqm_intervals(columns, reps).items():
+        for j, name in enumerate(("best_reward_iqm", "normalized_iqm", "evaluations_to_target_iqm")):
+            agents[agent][name] = _estimate(points[j], lows[j], highs[j]) if math.isfinite(points[j]) else None
+    if zero is not None and "random" in agents:
+        for agent, (p, low, high) in _improvement(normalized, "random", reps).items():
+            agents[agent]["improvement_over_random"] = {"probability": p, "ci": [low, high]}
+            agents[agent]["beats_random"] = low > 0.5
+        for agent, (p, low, high) in _improvement(speed, "random", reps).items():
+            agents[agent]["faster_than_random"] = {"probability": p, "ci": [low, high]}
+            agents[agent]["reaches_target_faster"] = low > 0.5
+
+
 def aggregate(runs: Mapping[str, Sequence[RunCurve]], reference: Reference | None, *, budget: int,
               budget_seconds: float | None, target_k: int, reps: int = REPS) -> dict[str, Any]:
     """Scores and aggregates of every agent's runs (see the module docstring); ``reference=None`` (a live env without
@@ -164,36 +190,55 @@ def aggregate(runs: Mapping[str, Sequence[RunCurve]], reference: Reference | Non
         one = reference.best if reference.best is not None else max(found, *(o.reward for o in reference.outcomes))
         if not one > zero:
             zero = one = None  # random search finds the best student for sure: nothing to normalize
-    agents: dict[str, dict[str, Any]] = {}
-    columns, normalized, speed = {}, {}, {}
-    for agent, agent_runs in runs.items():
-        bests = np.array([r.best for r in agent_runs])
-        reached = [r.evaluations_to(target) for r in agent_runs] if target is not None else []
-        to_target = np.array([budget + 1 if n is None else n for n in reached], dtype=float)
-        scores = (bests - zero) / (one - zero) if zero is not None else np.full(len(bests), np.nan)
-        normalized[agent] = scores
-        speed[agent] = -to_target  # fewer evaluations to the target is better
-        columns[agent] = np.stack([bests, scores, to_target if len(reached) else np.full(len(bests), np.nan)], 1)
-        agents[agent] = {
-            "seeds": [r.seed for r in agent_runs],
-            "best_reward": bests.tolist(), "normalized_score": scores.tolist(),
-            "evaluations_to_target": reached,
-            "reached_target": sum(n is not None for n in reached),
-            "distinct_students": float(np.mean([len(set(r.spec_hashes)) for r in agent_runs])),
-            "episodes": float(np.mean([len(r.rewards) for r in agent_runs])),
-        }
-    for agent, (points, lows, highs) in _iqm_intervals(columns, reps).items():
-        for j, name in enumerate(("best_reward_iqm", "normalized_iqm", "evaluations_to_target_iqm")):
-            agents[agent][name] = _estimate(points[j], lows[j], highs[j]) if math.isfinite(points[j]) else None
-    if zero is not None and "random" in runs:
-        for agent, (p, low, high) in _improvement(normalized, "random", reps).items():
-            agents[agent]["improvement_over_random"] = {"probability": p, "ci": [low, high]}
-            agents[agent]["beats_random"] = low > 0.5
-        for agent, (p, low, high) in _improvement(speed, "random", reps).items():
-            agents[agent]["faster_than_random"] = {"probability": p, "ci": [low, high]}
-            agents[agent]["reaches_target_faster"] = low > 0.5
+    agents = {agent: {"seeds": [r.seed for r in agent_runs], "best_reward": [r.best for r in agent_runs],
+                      "evaluations_to_target": [r.evaluations_to(target) for r in agent_runs] if target is not None
+                      else [],
+                      "distinct_students": float(np.mean([len(set(r.spec_hashes)) for r in agent_runs])),
+                      "episodes": float(np.mean([len(r.rewards) for r in agent_runs]))}
+              for agent, agent_runs in runs.items()}
+    _summarize(agents, zero, one, budget, reps)
     return {"zero": zero, "one": one, "target": target, "target_k": target_k, "best_found": found,
             "reference": None if reference is None else {"method": reference.method, "episodes": reference.episodes,
                                                          "students": len(reference.outcomes),
                                                          "best_source": reference.best_source},
             "agents": agents}
+
+
+_SAME_TASK = ("env_id", "env_kwargs", "seeds", "budget", "budget_seconds", "target_k")
+
+
+def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One benchmark's results from several benchmark folders of the same task (env, env arguments, seeds, budgets,
+    target and random-search reference; a ValueError names what differs), e.g. agents benchmarked at different times:
+    every agent's runs side by side, scored again against the common 0 and the best reward of all (when the 1 is
+    the best any run found), with intervals and probabilities recomputed. An agent in several parts must have the
+    same runs in each (the random agent, deterministic per seed, usually is)."""
+    first = parts[0]
+    for part in parts[1:]:
+        for key in _SAME_TASK:
+            if part["config"].get(key) != first["config"].get(key):
+                raise ValueError(f"benchmarks of different tasks cannot be merged: {key} is "
+                                 f"{first['config'].get(key)!r} in one and {part['config'].get(key)!r} in another")
+        if (part["reference"], part["zero"], part["target"]) != (first["reference"], first["zero"], first["target"]):
+            raise ValueError("benchmarks with different random-search references cannot be merged")
+    agents: dict[str, dict[str, Any]] = {}
+    setups: dict[str, Mapping[str, Any]] = {}
+    for part in parts:
+        for setup in part["config"]["agents"]:
+            runs = part["agents"][setup["agent"]]
+            kept = agents.get(setup["agent"])
+            if kept is not None and (kept["best_reward"], kept["evaluations_to_target"]) != (
+                    runs["best_reward"], runs["evaluations_to_target"]):
+                raise ValueError(f"agent {setup['agent']!r} has different runs in two of the merged benchmarks")
+            if kept is None:
+                agents[setup["agent"]] = {k: runs[k] for k in ("seeds", "best_reward", "evaluations_to_target",
+                                                                "distinct_students", "episodes")}
+                setups[setup["agent"]] = setup
+    fixed_one = first["reference"] is not None and first["reference"]["best_source"] != "the best reward any run found"
+    zero = first["zero"]
+    one = first["one"] if fixed_one or zero is None else max(part["one"] for part in parts)
+    config = {**first["config"], "agents": list(setups.values()),
+              "command": "\n".join(dict.fromkeys(part["config"]["command"] for part in parts))}
+    _summarize(agents, zero, one, config["budget"], config.get("bootstrap_reps", REPS))
+    return {**{k: first[k] for k in ("zero", "target", "target_k", "reference")}, "one": one,
+            "best_found": max(part["best_found"] for part in parts), "agents": agents, "config": config}
