@@ -391,6 +391,7 @@ def test_the_board_merges_benchmarks_of_one_task_into_one_section(toy_table, tmp
         merge_results([first, longer])
     board = render_leaderboard([tmp_path / "a", tmp_path / "b", tmp_path / "longer"], at=tmp_path)
     assert board.count(f"## {TWIN} (") == 2 and "3 seeds x 3 evaluations" in board and "x 4 evaluations" in board
+    assert "of 2 tasks with headroom" in board
     section = board[board.index("x 3 evaluations"):board.index("x 4 evaluations")]
     assert all(f"| {agent} |" in section for agent in ("random", "uniform", "reinforce"))
     assert "![evaluations](a/anytime_evaluations.png)" in section and "![evaluations](b/anytime_evaluations.png)" in \

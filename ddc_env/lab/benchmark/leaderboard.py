@@ -32,7 +32,10 @@ probability's CI lies above 0.5. **Target**: random search's expected best of 10
 evaluations (IQM over seeds) with a probability of getting there faster than random search whose CI lies above 0.5.
 Agents are tuned on seeds the board does not use (100-109, 100 evaluations); the board uses seeds 0-9. The tuned
 hyperparameters ship as `configs/bench/<twin>/<agent>.yaml` (`--config-dir bench/<twin>`), each file's header
-listing what was tried and how it scored; agents without a file run with their defaults.
+listing what was tried and how it scored; agents without a file run with their defaults. Benchmark folders of one
+task (env, arguments, seeds, budgets) make one section: agents benchmarked at different times sit side by side,
+scored together (the commands of every folder are shown). An agent that acts in one action mode only (AMC's ddpg,
+td3, sac: keep ratios, `action_mode=continuous`) runs in it against the same students, rewards and reference.
 """
 
 
@@ -84,13 +87,13 @@ def render_leaderboard(folders: Sequence[str | Path], preamble: str = "", *, at:
         if counted is not None and counted < SATURATED:
             tasks[task_label(results["config"])] = results
     transfer = [render_transfer(transfers)] if transfers else []
-    return "\n".join([*sections[:1], render_overall(tasks, len(folders)), *sections[1:], *transfer])
+    return "\n".join([*sections[:1], render_overall(tasks, len(groups)), *sections[1:], *transfer])
 
 
-def render_overall(tasks: Mapping[str, Mapping[str, Any]], folders: int) -> str:
+def render_overall(tasks: Mapping[str, Mapping[str, Any]], sections: int) -> str:
     """The overall section: per agent, the IQM of normalized scores over the unsaturated tasks' runs."""
     scores = overall(tasks)
-    lines = [f"## Overall: {len(tasks)} of {folders} tasks with headroom", ""]
+    lines = [f"## Overall: {len(tasks)} of {sections} tasks with headroom", ""]
     if not scores:
         return "\n".join(lines + ["No agent ran on every task with headroom with the same seeds.", ""])
     lines += [f"IQM of normalized scores over the runs of {', '.join(f'`{t}`' for t in tasks)} (rliable, tasks as "
