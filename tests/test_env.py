@@ -136,13 +136,13 @@ def test_bad_values_raise_naming_what_is_allowed(overrides, message):
 
 
 # -- gymnasium / SB3 contracts -----------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["sequential", "one_shot"])
+@pytest.mark.parametrize("mode", ["sequential", "one_shot", "continuous"])
 def test_gymnasium_and_sb3_check_env(world, mode):
     env = gym.make("DDC-LeNet5-MNIST", **world.kwargs(action_mode=mode)).unwrapped  # with a spec: render checks
     check_env(env)
     assert isinstance(env.observation_space, gym.spaces.Box) and env.observation_space.dtype == np.float32
-    expected = gym.spaces.Discrete if mode == "sequential" else gym.spaces.MultiDiscrete
-    assert isinstance(env.action_space, expected)
+    expected = {"sequential": gym.spaces.Discrete, "one_shot": gym.spaces.MultiDiscrete, "continuous": gym.spaces.Box}
+    assert isinstance(env.action_space, expected[mode])
 
 
 @pytest.mark.parametrize("mode", ["sequential", "one_shot"])

@@ -32,3 +32,20 @@ def test_new_ids_pass_the_checkers_and_the_identity_student_is_the_teacher(rgb_d
     record = env.evaluate_choices({})
     assert record["val_acc"] == record["teacher_val_acc"] and record["params"] == spec.params
     check_env(env)
+
+
+@pytest.mark.parametrize("env_id, model", [("DDC-VGG16-CIFAR10", "vgg16"),
+                                           ("DDC-MobileNetV2-CIFAR10", "mobilenet_v2")])
+def test_new_ids_in_amcs_mode_meet_a_flops_budget(rgb_dir, tmp_path, env_id, model):
+    """Keep ratios under AMC's budget clipping on the new ids: both checkers pass and the student meets the budget."""
+    torch.manual_seed(0)
+    spec = get_model(model, num_classes=4)
+    path = save_teacher(build(spec).eval(), spec, {"model": model}, tmp_path / f"{model}.pt").path
+    env = gym.make(env_id, teacher=str(path), dataset="rgb", data_dir=str(rgb_dir), fidelity="zero",
+                   latency="flops", device="cpu", action_mode="continuous", budget={"flops": 0.5}).unwrapped
+    check_env(env)
+    env.reset(seed=0)
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, info = env.step(env.action_space.sample())
+    assert info["status"] == "ok" and info["flop_ratio"] <= 0.5 + 1e-9
