@@ -274,8 +274,11 @@ class BenchTable:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str]) -> BenchTable:
-        """A shipped table by name (``TABLES_DIR/<name>.json.gz``) or a table file by path."""
-        return _load(str(name_or_path))
+        """A shipped table by name (``TABLES_DIR/<name>.json.gz``) or a table file by path (cached per file version:
+        a table file rewritten since, e.g. with a best-known student added, is read again)."""
+        path = _table_path(str(name_or_path))
+        stat = path.stat()
+        return _load(path, stat.st_mtime_ns, stat.st_size)
 
 
 def best_known_key(config: Any, table: BenchTable) -> str:
@@ -296,8 +299,7 @@ def _fixed_model(latency: Mapping[str, Any]) -> LatencyModel:
                         device_name=describe["device"])
 
 
-@functools.lru_cache(maxsize=8)
-def _load(name_or_path: str) -> BenchTable:
+def _table_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         path = TABLES_DIR / f"{name_or_path}.json.gz"
@@ -305,6 +307,12 @@ def _load(name_or_path: str) -> BenchTable:
         shipped = sorted(p.name.removesuffix(".json.gz") for p in TABLES_DIR.glob("*.json.gz"))
         raise TableError(f"no benchmark table {name_or_path!r}: not a file, nor a table shipped in {TABLES_DIR} "
                          f"(shipped: {', '.join(shipped) or 'none'})")
+    return path.resolve()
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: Path, mtime_ns: int, size: int) -> BenchTable:
+    """The table file at ``path`` as of its version (``mtime_ns``, ``size``: the cache key)."""
     try:
         data = json.loads(gzip.decompress(path.read_bytes()))
     except (OSError, ValueError) as e:

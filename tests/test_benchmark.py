@@ -396,3 +396,34 @@ def test_the_board_merges_benchmarks_of_one_task_into_one_section(toy_table, tmp
     assert all(f"| {agent} |" in section for agent in ("random", "uniform", "reinforce"))
     assert "![evaluations](a/anytime_evaluations.png)" in section and "![evaluations](b/anytime_evaluations.png)" in \
         section
+
+
+def test_the_board_scores_a_surrogate_twin_against_the_best_known_student_stored_after_the_benchmark(tmp_path):
+    """A benchmark run before its table had a best-known student is normalised on the board against the one the table
+    stores now (the same 1 in every paper), its scores recomputed from the runs' best rewards."""
+    import gymnasium as gym
+
+    from ddc_env.lab.benchmark.leaderboard import render_leaderboard
+    from ddc_env.lab.benchmark.scores import renormalized
+    from ddc_env.tables import best_known_key
+    from ddc_env.twins import make_bench_config
+
+    table = copy.deepcopy(BenchTable.load("resnet18_cifar10"))
+    path = table.save(tmp_path / "twin.json.gz")
+    config = bench.make_benchmark_config("DDC-Bench-ResNet18-CIFAR10-v0", ["random"], seeds=range(2), budget=3,
+                                         bootstrap_reps=200, reference_samples=50, env_kwargs={"table": str(path)})
+    results = bench.run_benchmark(config, tmp_path / "bench", progress=False)
+    assert results["reference"]["best_source"] == "the best reward any run found"
+    spec_hash = table.spec_hashes("zero")[3]
+    tokens = table.task.codec.encode(table.student_choices(spec_hash))
+    key = best_known_key(make_bench_config(table=str(path), backend="surrogate"), table)
+    table.meta["best_known"] = {key: {"choice_tokens": tokens, "spec_hash": spec_hash, "evaluations": 10,
+                                      "command": "a test"}}
+    table.save(path)  # rewritten: BenchTable.load reads the new version
+    board = render_leaderboard([tmp_path / "bench"], at=tmp_path)
+    assert "1 = the best-known student (10 evaluations: a test)" in board
+    known = gym.make("DDC-Bench-ResNet18-CIFAR10-v0", table=str(path)).unwrapped
+    one = known.evaluate_choices(table.student_choices(spec_hash))["reward"]
+    assert f"**{one:.4f}**" in board
+    expected = [(b - results["zero"]) / (one - results["zero"]) for b in results["agents"]["random"]["best_reward"]]
+    assert renormalized(results, one, "x")["agents"]["random"]["normalized_score"] == pytest.approx(expected)

@@ -16,8 +16,8 @@ import numpy as np
 
 from .reference import Reference
 
-__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "merge_results", "overall", "seeded",
-           "transfer_gain"]
+__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "merge_results", "overall", "renormalized",
+           "seeded", "transfer_gain"]
 
 REPS = 2000  # bootstrap replications of every interval (default)
 
@@ -205,6 +205,7 @@ def aggregate(runs: Mapping[str, Sequence[RunCurve]], reference: Reference | Non
 
 
 _SAME_TASK = ("env_id", "env_kwargs", "seeds", "budget", "budget_seconds", "target_k")
+_RUN_FIELDS = ("seeds", "best_reward", "evaluations_to_target", "distinct_students", "episodes")
 
 
 def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -231,8 +232,7 @@ def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                     runs["best_reward"], runs["evaluations_to_target"]):
                 raise ValueError(f"agent {setup['agent']!r} has different runs in two of the merged benchmarks")
             if kept is None:
-                agents[setup["agent"]] = {k: runs[k] for k in ("seeds", "best_reward", "evaluations_to_target",
-                                                                "distinct_students", "episodes")}
+                agents[setup["agent"]] = {k: runs[k] for k in _RUN_FIELDS}
                 setups[setup["agent"]] = setup
     fixed_one = first["reference"] is not None and first["reference"]["best_source"] != "the best reward any run found"
     zero = first["zero"]
@@ -242,3 +242,15 @@ def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     _summarize(agents, zero, one, config["budget"], config.get("bootstrap_reps", REPS))
     return {**{k: first[k] for k in ("zero", "target", "target_k", "reference")}, "one": one,
             "best_found": max(part["best_found"] for part in parts), "agents": agents, "config": config}
+
+
+def renormalized(results: Mapping[str, Any], one: float, best_source: str) -> dict[str, Any]:
+    """``results`` scored against another 1 (a best-known student stored with the twin's table after the benchmark
+    ran), with intervals and probabilities recomputed; unchanged when it has no 0 (nothing to normalize)."""
+    if results["zero"] is None:
+        return dict(results)
+    agents = {agent: {k: v[k] for k in _RUN_FIELDS} for agent, v in results["agents"].items()}
+    _summarize(agents, results["zero"], one, results["config"]["budget"],
+               results["config"].get("bootstrap_reps", REPS))
+    return {**results, "one": one, "reference": {**results["reference"], "best_source": best_source},
+            "agents": agents}
