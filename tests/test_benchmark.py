@@ -270,7 +270,11 @@ def test_a_surrogate_twins_normalized_score_uses_the_best_known_student_stored_w
     from ddc_env.twins import make_bench_config
 
     table = copy.deepcopy(BenchTable.load("resnet18_cifar10"))  # the loaded table is cached: change a copy
-    env = gym.make("DDC-Bench-ResNet18-CIFAR10-v0")
+    shipped = make_reference(gym.make("DDC-Bench-ResNet18-CIFAR10-v0"), samples=50)
+    assert shipped.best_source.startswith("the best-known student (100,000 evaluations: ")  # bench/best_known.py
+    table.meta.pop("best_known")
+    table.save(tmp_path / "unknown.json.gz")
+    env = gym.make("DDC-Bench-ResNet18-CIFAR10-v0", table=str(tmp_path / "unknown.json.gz"))
     assert make_reference(env, samples=50).best is None
     spec_hash = table.spec_hashes("zero")[3]
     tokens = table.task.codec.encode(table.student_choices(spec_hash))
@@ -409,6 +413,7 @@ def test_the_board_scores_a_surrogate_twin_against_the_best_known_student_stored
     from ddc_env.twins import make_bench_config
 
     table = copy.deepcopy(BenchTable.load("resnet18_cifar10"))
+    table.meta.pop("best_known")
     path = table.save(tmp_path / "twin.json.gz")
     config = bench.make_benchmark_config("DDC-Bench-ResNet18-CIFAR10-v0", ["random"], seeds=range(2), budget=3,
                                          bootstrap_reps=200, reference_samples=50, env_kwargs={"table": str(path)})
