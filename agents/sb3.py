@@ -19,9 +19,10 @@ episodes, so at least that many episodes), then one update round per finished ep
 as the episode had steps (AMC updates once per transition), minibatches of 64. Their actor and critic are 64-64
 MLPs like the other agents' here, not AMC's 300-300: the observation has 17 features, the action one, and a search
 sees a few thousand transitions, which 300-300 networks (~95k weights each) would only overfit. SB3 gives actor
-and critic one learning rate: 1e-3 (AMC: critic 1e-3, actor 1e-4). DDPG and TD3 explore as AMC does:
-:class:`TruncatedNormalNoise`, a normal around the actor's keep ratio truncated to [0, 1], sigma 0.5 (in keep-ratio
-units) decayed by 0.95 per episode after the warm-up; SAC explores by its own entropy bonus.
+and critic one learning rate: 1e-3 (AMC: critic 1e-3, actor 1e-4). DDPG and TD3 explore as AMC does
+(:mod:`ddc_env.agents.amc_exploration`): a normal around the actor's keep ratio truncated to [0, 1], sigma 0.5 (in
+keep-ratio units) decayed by 0.95 per episode after the warm-up; SAC explores by its own entropy bonus. The tuned
+settings of the twins are in ``configs/bench/<twin>/{ddpg,td3,sac}.yaml``.
 
 Example::
 
@@ -37,7 +38,7 @@ import math
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -46,13 +47,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from scipy.stats import truncnorm
-from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
@@ -60,6 +59,7 @@ from ddc_env.paths import atomic_writer
 from ddc_env.validate import (check_bool, check_choice, check_device, check_int, check_mapping, check_names,
                               check_number)
 
+from .amc_exploration import AMCDDPG, AMCTD3, TruncatedNormalNoise
 from .common import EpisodeLog
 
 ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo", "ddpg", "td3", "sac")
@@ -210,90 +210,6 @@ def resolve_hyperparams(algo: str, overrides: Mapping[str, Any], episode_length:
         if params["target_update_interval"] is None:
             params["target_update_interval"] = 10 * episode_length
     return params
-
-
-class TruncatedNormalNoise(ActionNoise):
-    """AMC's exploration noise: each action drawn from a normal around the policy's action with standard deviation
-    ``sigma``, truncated to the action range, and ``sigma`` multiplied by ``decay`` per finished episode that used
-    it (warm-up episodes, played with uniform random actions, do not count, as in AMC).
-
-    Truncated, not clipped: SB3's action noise is additive (``clip(action + noise(), -1, 1)`` in its scaled
-    space), so every draw past a bound lands *on* the bound, a keep ratio of exactly 0 (remove) or 1 (full width)
-    far more often than a truncated normal would give it. A truncated normal needs the action it is centred on,
-    which SB3's ``noise()`` does not receive: :meth:`perturb` takes it, the ddpg and td3 agents call it instead of
-    SB3's addition, and calling the noise SB3's way raises a TypeError. ``sigma`` is in the action's units (AMC's
-    delta on a keep ratio in [0, 1]). The random generator (``seed``) and sigma are pickled with the model, so a
-    resumed run continues both.
-    """
-
-    def __init__(self, sigma: float, decay: float, seed: int | None = None) -> None:
-        super().__init__()
-        self.sigma = check_number(sigma, "noise_sigma", minimum=0.0)
-        self.decay = check_number(decay, "noise_decay", minimum=0.0, maximum=1.0, exclusive_minimum=True)
-        self._rng = np.random.default_rng(seed)
-        self._drawn: set[int] = set()  # envs (rows of the action) drawn for since their episode began
-
-    def perturb(self, action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """A draw from the normal around each entry of ``action`` (one row per env), truncated to [low, high]."""
-        action = np.asarray(action, dtype=np.float64)
-        self._drawn.update(range(len(action)))
-        if self.sigma == 0:
-            return action.copy()
-        draw = truncnorm.rvs((low - action) / self.sigma, (high - action) / self.sigma, loc=action, scale=self.sigma,
-                             random_state=self._rng)
-        return np.clip(draw, low, high)  # the draw is within the bounds but for float rounding
-
-    def reset(self, indices: Iterable[int] | None = None) -> None:
-        """Episodes ended (SB3 calls this; ``indices``: the envs whose episode ended, None: all): sigma decays once
-        per ended episode the noise drew for."""
-        ended = self._drawn if indices is None else self._drawn & set(indices)
-        self.sigma *= self.decay ** len(ended)
-        self._drawn -= ended
-
-    def discard_episodes(self) -> None:
-        """Forget the episodes in flight: they end without an evaluation (training starts again from a reset)."""
-        self._drawn.clear()
-
-    def __call__(self) -> np.ndarray:
-        raise TypeError("TruncatedNormalNoise draws around the action: call perturb(action, low, high) (SB3's additive "
-                        "action noise would be clipped, not truncated)")
-
-    def __repr__(self) -> str:
-        return f"TruncatedNormalNoise(sigma={self.sigma:g}, decay={self.decay:g})"
-
-
-class _TruncatedExploration(OffPolicyAlgorithm):
-    """DDPG / TD3 exploring as AMC does: uniform random actions during the warm-up, then the actor's action
-    perturbed by a :class:`TruncatedNormalNoise` (one for all envs: SB3 would copy it per env, generator
-    included, and the copies would draw the same numbers)."""
-
-    def _setup_learn(self, *args: Any, **kwargs: Any) -> Any:
-        noise = self.action_noise
-        if isinstance(noise, TruncatedNormalNoise):
-            noise.discard_episodes()  # learn() resets the envs: episodes in flight are not finished
-        result = super()._setup_learn(*args, **kwargs)
-        if isinstance(noise, TruncatedNormalNoise):
-            self.action_noise = noise
-        return result
-
-    def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        if not isinstance(action_noise, TruncatedNormalNoise):
-            return super()._sample_action(learning_starts, action_noise, n_envs)
-        action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
-        if self.num_timesteps < learning_starts:  # AMC's warm-up: uniform random actions, no noise
-            return action, buffer_action
-        action = action_noise.perturb(action, self.action_space.low, self.action_space.high).astype(action.dtype)
-        self.logger.record("rollout/noise_sigma", action_noise.sigma)
-        return action, self.policy.scale_action(action)
-
-
-class AMCDDPG(_TruncatedExploration, DDPG):
-    """SB3's DDPG with AMC's exploration (:class:`TruncatedNormalNoise`)."""
-
-
-class AMCTD3(_TruncatedExploration, TD3):
-    """SB3's TD3 with AMC's exploration (:class:`TruncatedNormalNoise`)."""
 
 
 # the action spaces an algorithm takes (others: any); a mismatch names the action_mode to make the env with
@@ -528,5 +444,5 @@ def _replay_path(path: Path) -> Path:
     return path.with_name(path.name + ".replay.pkl")
 
 
-__all__ = ["ALGOS", "AMCDDPG", "AMCTD3", "HYPERPARAMS", "LogWriter", "MetricsCallback", "TruncatedNormalNoise",
-           "check_action_space", "check_hyperparams", "resolve_hyperparams", "run", "save_checkpoint", "saved_episodes"]
+__all__ = ["ALGOS", "HYPERPARAMS", "LogWriter", "MetricsCallback", "check_action_space", "check_hyperparams",
+           "resolve_hyperparams", "run", "save_checkpoint", "saved_episodes"]

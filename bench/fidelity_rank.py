@@ -28,7 +28,8 @@ from ddc_env.arch import NetSpec, choices_from_widths, uniform_choices
 from ddc_env.paths import atomic_write_text
 from ddc_env.scoring import CachedScorer, LiveScorer
 from ddc_env.store import ResultsStore
-from ddc_env.tables import BenchTable, random_students
+from ddc_env.students import random_students
+from ddc_env.tables import BenchTable
 from ddc_env.task import Task, TaskConfig, load_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

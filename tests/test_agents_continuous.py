@@ -21,6 +21,7 @@ from stable_baselines3.common.save_util import load_from_pkl
 
 import ddc_env  # noqa: F401  (registers the ids)
 from ddc_env.agents import sb3
+from ddc_env.agents.amc_exploration import AMCDDPG, AMCTD3, TruncatedNormalNoise
 from ddc_env.agents.random_search import random_search
 
 LENET, RESNET = "DDC-Bench-LeNet5-MNIST-v0", "DDC-Bench-ResNet18-CIFAR10-v0"
@@ -103,7 +104,7 @@ def test_a_killed_run_resumes_with_its_replay_buffer_and_noise(algo: str, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         sb3.run(make, episodes=8, log=Log(kill_at=5), algo=algo, checkpoint=ckpt, warmup_episodes=0)
     zip_path, replay = tmp_path / "agent.ckpt.zip", tmp_path / "agent.ckpt.zip.replay.pkl"
-    cls = {"ddpg": sb3.AMCDDPG, "td3": sb3.AMCTD3, "sac": SAC}[algo]
+    cls = {"ddpg": AMCDDPG, "td3": AMCTD3, "sac": SAC}[algo]
     saved = cls.load(zip_path)
     assert sb3.saved_episodes(ckpt) == 4 and load_from_pkl(replay).size() == saved.num_timesteps
     if algo in NOISY:
@@ -123,14 +124,14 @@ def test_a_killed_run_resumes_with_its_replay_buffer_and_noise(algo: str, tmp_pa
 def test_truncated_normal_noise_stays_in_range_and_decays_per_episode() -> None:
     low, high = np.zeros(1, np.float32), np.ones(1, np.float32)
     around = np.tile([[0.0], [0.5], [1.0]], (4000, 1))  # 4000 envs at each of three keep ratios
-    draws = sb3.TruncatedNormalNoise(0.5, 0.9, seed=0).perturb(around, low, high).reshape(4000, 3)
+    draws = TruncatedNormalNoise(0.5, 0.9, seed=0).perturb(around, low, high).reshape(4000, 3)
     assert draws.min() >= 0.0 and draws.max() <= 1.0
     # truncated, not clipped: no mass on the bounds (clipping a normal at 1.0 would put half the draws there), and
     # the mean of the draws around 1.0 is the truncated normal's
     assert not np.isin(draws, [0.0, 1.0]).any()
     assert draws[:, 2].mean() == pytest.approx(truncnorm.mean(-2.0, 0.0, loc=1.0, scale=0.5), abs=0.01)
     assert draws[:, 1].std() == pytest.approx(truncnorm.std(-1.0, 1.0, loc=0.5, scale=0.5), abs=0.01)
-    noise = sb3.TruncatedNormalNoise(0.5, 0.9, seed=0)
+    noise = TruncatedNormalNoise(0.5, 0.9, seed=0)
     with pytest.raises(TypeError, match="perturb"):  # SB3's additive use would clip
         noise()
     noise.perturb(np.array([[0.0], [0.5], [1.0]]), low, high)  # three envs draw
@@ -206,7 +207,7 @@ def test_random_search_draws_uniform_keep_ratios_in_continuous_mode() -> None:
 def test_hyperparams_sized_in_episodes() -> None:
     ddpg = sb3.resolve_hyperparams("ddpg", {"train_freq": [1, "episode"]}, episode_length=6, n_envs=1, seed=3)
     assert (ddpg["learning_starts"], ddpg["train_freq"], ddpg["gradient_steps"]) == (60, (1, "episode"), -1)
-    assert isinstance(ddpg["action_noise"], sb3.TruncatedNormalNoise) and ddpg["action_noise"].sigma == SIGMA
+    assert isinstance(ddpg["action_noise"], TruncatedNormalNoise) and ddpg["action_noise"].sigma == SIGMA
     assert not {"warmup_episodes", "noise_sigma", "noise_decay"} & set(ddpg)
     assert sb3.resolve_hyperparams("td3", {"noise_sigma": 0}, episode_length=6, n_envs=1)["action_noise"] is None
     assert "action_noise" not in sb3.resolve_hyperparams("sac", {}, episode_length=17, n_envs=1)

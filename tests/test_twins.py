@@ -22,8 +22,8 @@ from ddc_env.latency import LatencyProtocol
 from ddc_env.scoring import LiveScorer
 from ddc_env.scoring.surrogate import SurrogateScorer, fit_surrogate
 from ddc_env.scoring.table import TableScorer
-from ddc_env.tables import (TABLES_DIR, BenchTable, TableError, all_students, build_table, live_task,
-                            measure_latency_table, sample_students)
+from ddc_env.students import all_students, sample_students
+from ddc_env.tables import TABLES_DIR, BenchTable, TableError, build_table, live_task, measure_latency_table
 from ddc_env.train import compute_signature
 from ddc_env.task import TaskConfig, load_task
 

@@ -155,8 +155,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, *, deprecated: bool = Fa
                              "pre-trained on another task; repeatable)")
     parser.add_argument("--config", action="append", type=agent_file, default=[], metavar="AGENT=FILE",
                         help="one agent's config (repeatable)")
-    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="env arguments, e.g. "
-                                                                                   "fidelity=zero")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="env arguments, e.g. fidelity=zero")
     parser.add_argument("--target-k", type=int, default=100, help="the target: random search's expected best of K "
                                                                   "episodes (default 100)")
     parser.add_argument("--reference-samples", type=int, default=20_000,

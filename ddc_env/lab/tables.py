@@ -19,7 +19,8 @@ from ..distill import Fidelity
 from ..env import EnvConfig
 from ..scoring import Scorer
 from ..scoring.surrogate import fit_surrogate
-from ..tables import BenchTable, TableError, build_table, students_for
+from ..students import students_for
+from ..tables import BenchTable, TableError, build_table
 from ..task import load_task
 from .backend import BackendOptions
 
