@@ -16,7 +16,6 @@ import importlib
 import itertools
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
