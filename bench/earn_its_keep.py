@@ -91,10 +91,11 @@ def widest_uniform(task: Task, teacher: torch.nn.Module, ratio: float, rounds: i
 
 
 def pruning_ratio_at(task: Task, teacher: torch.nn.Module, ratio: float, rounds: int) -> float:
-    """The FLOPs ratio whose one-step global group-norm torch-pruning plan has a measured latency ratio at most
-    ``ratio`` (bisection, randomly initialised modules timed)."""
+    """The FLOPs ratio whose one-step global group-norm torch-pruning plan of the trained ``teacher`` (the plan the
+    baseline then applies) has a measured latency ratio at most ``ratio`` (bisection; the planned students are timed
+    randomly initialised: latency does not depend on the weights)."""
     spec = task.student_spec({})
-    pruner = SpacePruner(build(spec), spec, make_importance("group_norm"), teacher_counts=channel_counts(spec),
+    pruner = SpacePruner(teacher, spec, make_importance("group_norm"), teacher_counts=channel_counts(spec),
                          round_to=task.channel_round, min_channels=task.min_channels)
     low, high = 0.02, 1.0
     for _ in range(10):
