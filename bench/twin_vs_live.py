@@ -1,16 +1,19 @@
 """Does a twin predict the live env where the agents end? Each agent's best students on the board (one per seed, from
 benchmark folders' ``results.csv``) are scored again on the live id the twin's table was built from (its teacher,
-data, fidelity and reward), on this machine, and compared with what the twin said: reward, validation accuracy and
-latency ratio per student (mean |difference|, Kendall tau), the agents ranked by the mean reward of their best
-students on the twin and live (Kendall tau), and whether each agent's students also beat random search's live.
+data, fidelity, reward, and the threads and batch size its units were timed with), on this machine, and compared
+with what the twin said: reward, validation accuracy and latency ratio per student (mean |difference|, Kendall
+tau), the agents ranked by the mean reward of their best students on the twin and live (Kendall tau), and whether
+each agent's students also beat random search's live.
 
 It re-scores where the searches ended, not the searches: the agents' trajectories are not replayed on the live env
 (that is the full study of the DDC-Bench issue, 5 seeds x 100 live evaluations per agent). Prints the CPU and
 precision; resumable (the live records go to a results store: a rerun trains nothing it has scored).
 
     .venv/bin/python bench/twin_vs_live.py --agents random maskable_ppo evolution tpe sac \\
-        --folders bench/leaderboard/resnet18_cifar10 bench/leaderboard/resnet18_cifar10-blackbox \\
-        bench/leaderboard/resnet18_cifar10-amc
+        --folders bench/leaderboard/lenet5_mnist bench/leaderboard/lenet5_mnist-blackbox \\
+        bench/leaderboard/lenet5_mnist-amc --device epyc-avx2
+
+Time on a quiet machine: live latency is timed per unit on first use and kept (see docs/results/twin-vs-live.md).
 
 Writes ``bench/results/twin_vs_live_<table>.json``.
 """
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--folders", type=Path, nargs="+", required=True, help="benchmark folders of one twin")
     parser.add_argument("--agents", nargs="+", default=None, help="default: every agent in the folders")
     parser.add_argument("--store", type=Path, default=Path("runs/twin_vs_live.sqlite"), help="the live records")
+    parser.add_argument("--device", default=None, help="also score the students on the twin with this device's unit "
+                                                       "latency table (ddc table latency), e.g. this machine's")
     args = parser.parse_args()
 
     rows = board_students(args.folders, args.agents)
@@ -72,7 +77,9 @@ def main() -> None:
     table = BenchTable.load(gym.spec(twin_ids.pop()).kwargs["table"])
     machine = compute_signature("cpu")
     print(f"machine: {machine}; table built on {table.compute(table.default_fidelity)}", flush=True)
-    live_kwargs = {**table.meta["env_kwargs"], "fidelity": table.default_fidelity, "store": str(args.store)}
+    timing = table.latency["describe"]  # the live env times units as the table did: same threads and batch size
+    live_kwargs = {**table.meta["env_kwargs"], "fidelity": table.default_fidelity, "store": str(args.store),
+                   "latency_threads": timing["threads"], "latency_batch_size": timing["batch_size"]}
     args.store.parent.mkdir(parents=True, exist_ok=True)
     env = gym.make(table.meta["env_id"], **live_kwargs).unwrapped
     codec = env.task.codec
@@ -93,9 +100,19 @@ def main() -> None:
         row["live"] = students[row["spec_hash"]]
     env.close()
 
-    unique = {row["spec_hash"]: row for row in rows}.values()
-    per_student = {name: agreement([float(r[name]) for r in unique], [r["live"][name] for r in unique])
-                   for name in FIELDS}
+    unique = list({row["spec_hash"]: row for row in rows}.values())
+    per_student = {"twin": {name: agreement([float(r[name]) for r in unique], [r["live"][name] for r in unique])
+                            for name in FIELDS}}
+    if args.device:  # the same students on the twin timed with the device's unit table
+        twin = gym.make(unique[0]["env_id"], device=args.device).unwrapped
+        for row in unique:
+            tokens = json.loads(row.get("choice_tokens") or "null") or json.loads(row["choices"])
+            record = twin.evaluate_choices(twin.task.codec.decode(tokens, json.loads(row.get("kernel_1x1") or "null")))
+            row["twin_device"] = {name: float(record[name]) for name in FIELDS}
+        twin.close()
+        per_student[f"twin on {args.device}"] = {
+            name: agreement([r["twin_device"][name] for r in unique], [r["live"][name] for r in unique])
+            for name in FIELDS}
     randoms = [row["live"]["reward"] for row in rows if row["agent"] == "random"]
     by_agent: dict[str, dict[str, float]] = {}
     for agent in dict.fromkeys(row["agent"] for row in rows):
@@ -122,9 +139,10 @@ def main() -> None:
         p = v.get("live_p_higher_than_random")
         print(f"| {agent} | {v['seeds']} | {v['twin_reward']:.4f} | {v['live_reward']:.4f} | "
               f"{'-' if p is None else f'{p:.2f}'} |")
-    for name, v in per_student.items():
-        print(f"{name}: mean |twin - live| {v['mean_abs_diff']:.4f}, max {v['max_abs_diff']:.4f}, "
-              f"Kendall tau {v['kendall_tau']:.3f} over {len(unique)} students")
+    for label, fields in per_student.items():
+        for name, v in fields.items():
+            print(f"{name}: mean |{label} - live| {v['mean_abs_diff']:.4f}, max {v['max_abs_diff']:.4f}, "
+                  f"Kendall tau {v['kendall_tau']:.3f} over {len(unique)} students")
     print(f"agents ranked by mean reward, twin vs live: Kendall tau {ranking_tau}; written to {out}")
 
 

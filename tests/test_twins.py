@@ -373,3 +373,15 @@ def test_the_default_reward_varies_over_random_students():
     assert calibrated.std() >= 0.1 and np.mean(calibrated > 0.01) >= 0.5
     paper = _random_rewards(gym.make("DDC-Bench-LeNet5-MNIST", reward="ddc"), 100)
     assert np.mean(paper > 0.01) < 0.5 and paper.std() < 0.05
+
+
+@pytest.mark.parametrize("name", ["lenet5_mnist", "resnet18_cifar10"])
+def test_the_shipped_tables_carry_the_avx2_epycs_unit_times(name):
+    table = BenchTable.load(name)
+    assert table.latency_devices == ["build", "epyc-avx2"]
+    entry = table.latencies["epyc-avx2"]
+    assert entry["units"].keys() == table.latency["units"].keys() and "AVX2" in entry["describe"]["signature"]
+    spec = table.spec(table.spec_hashes(table.default_fidelity)[1])
+    build = TableScorer(table, table.default_fidelity).evaluate(spec)
+    avx2 = TableScorer(table, table.default_fidelity, device="epyc-avx2").evaluate(spec)
+    assert avx2["val_acc"] == build["val_acc"] and avx2["latency_ratio"] != build["latency_ratio"]
