@@ -30,9 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from scipy.stats import kendalltau
 
 import ddc_env  # noqa: F401  (registers the ids)
+from ddc_env.lab.benchmark.scores import probability_of_improvement
+from ddc_env.lab.benchmark.validate import recorded_choices
 from ddc_env.paths import atomic_write_text
 from ddc_env.tables import BenchTable
 from ddc_env.train import compute_signature
@@ -82,13 +85,11 @@ def main() -> None:
                    "latency_threads": timing["threads"], "latency_batch_size": timing["batch_size"]}
     args.store.parent.mkdir(parents=True, exist_ok=True)
     env = gym.make(table.meta["env_id"], **live_kwargs).unwrapped
-    codec = env.task.codec
     students: dict[str, dict[str, Any]] = {}  # spec hash -> live record, each student scored once
     start = time.perf_counter()
     for i, row in enumerate(rows):
         if row["spec_hash"] not in students:
-            tokens = json.loads(row.get("choice_tokens") or "null") or json.loads(row["choices"])
-            record = env.evaluate_choices(codec.decode(tokens, json.loads(row.get("kernel_1x1") or "null")))
+            record = env.evaluate_choices(recorded_choices(row, env.task.codec))
             if record["spec_hash"] != row["spec_hash"]:
                 sys.exit(f"{row['agent']} seed {row['seed']}: the live env builds {record['spec_hash']}, "
                          f"the twin {row['spec_hash']}")
@@ -106,23 +107,22 @@ def main() -> None:
     if args.device:  # the same students on the twin timed with the device's unit table
         twin = gym.make(unique[0]["env_id"], device=args.device).unwrapped
         for row in unique:
-            tokens = json.loads(row.get("choice_tokens") or "null") or json.loads(row["choices"])
-            record = twin.evaluate_choices(twin.task.codec.decode(tokens, json.loads(row.get("kernel_1x1") or "null")))
+            record = twin.evaluate_choices(recorded_choices(row, twin.task.codec))
             row["twin_device"] = {name: float(record[name]) for name in FIELDS}
         twin.close()
         per_student[f"twin on {args.device}"] = {
             name: agreement([r["twin_device"][name] for r in unique], [r["live"][name] for r in unique])
             for name in FIELDS}
-    randoms = [row["live"]["reward"] for row in rows if row["agent"] == "random"]
-    by_agent: dict[str, dict[str, float]] = {}
+    by_agent: dict[str, dict[str, Any]] = {}
+    live_rewards: dict[str, np.ndarray] = {}
     for agent in dict.fromkeys(row["agent"] for row in rows):
         mine = [row for row in rows if row["agent"] == agent]
+        live_rewards[agent] = np.array([r["live"]["reward"] for r in mine])
         by_agent[agent] = {"seeds": len(mine), "twin_reward": statistics.fmean(float(r["reward"]) for r in mine),
-                           "live_reward": statistics.fmean(r["live"]["reward"] for r in mine)}
-        if randoms and agent != "random":
-            pairs = [(a, b) for a in (r["live"]["reward"] for r in mine) for b in randoms]
-            by_agent[agent]["live_p_higher_than_random"] = statistics.fmean(
-                (a > b) + 0.5 * (a == b) for a, b in pairs)
+                           "live_reward": float(live_rewards[agent].mean())}
+    if "random" in live_rewards:  # P(an agent's best student beats random search's, live), with its 95% CI
+        for agent, (p, low, high) in probability_of_improvement(live_rewards, "random").items():
+            by_agent[agent]["live_p_higher_than_random"] = {"probability": p, "ci": [low, high]}
     names = list(by_agent)
     ranking_tau = float(kendalltau([by_agent[a]["twin_reward"] for a in names],
                                    [by_agent[a]["live_reward"] for a in names]).statistic) if len(names) > 1 else None
@@ -133,12 +133,12 @@ def main() -> None:
                                        "table_compute": table.compute(table.default_fidelity), "this_machine": machine,
                                        "live_env": {"id": table.meta["env_id"], "kwargs": live_kwargs},
                                        "summary": summary, "rows": rows}, indent=1, default=str))
-    print("| agent | best students | twin reward (mean) | live reward (mean) | live: P(higher than random's) |")
+    print("| agent | best students | twin reward (mean) | live reward (mean) | live: P(higher than random's) [95% CI] |")
     print("|---|---|---|---|---|")
     for agent, v in by_agent.items():
         p = v.get("live_p_higher_than_random")
-        print(f"| {agent} | {v['seeds']} | {v['twin_reward']:.4f} | {v['live_reward']:.4f} | "
-              f"{'-' if p is None else f'{p:.2f}'} |")
+        shown = "-" if p is None else f"{p['probability']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"
+        print(f"| {agent} | {v['seeds']} | {v['twin_reward']:.4f} | {v['live_reward']:.4f} | {shown} |")
     for label, fields in per_student.items():
         for name, v in fields.items():
             print(f"{name}: mean |{label} - live| {v['mean_abs_diff']:.4f}, max {v['max_abs_diff']:.4f}, "

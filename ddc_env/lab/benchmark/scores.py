@@ -16,8 +16,8 @@ import numpy as np
 
 from .reference import Reference
 
-__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "merge_results", "overall", "renormalized",
-           "seeded", "transfer_gain"]
+__all__ = ["REPS", "SATURATED", "RunCurve", "aggregate", "headroom", "merge_results", "overall",
+           "probability_of_improvement", "renormalized", "seeded", "transfer_gain"]
 
 REPS = 2000  # bootstrap replications of every interval (default)
 
@@ -125,16 +125,18 @@ def transfer_gain(started: Mapping[str, Any], fresh: Mapping[str, Any], reps: in
         if not all(len(v) for v in runs.values()):
             continue
         intervals = _iqm_intervals({k: v[:, None] for k, v in runs.items()}, reps)
-        faster = _improvement({"transferred": -runs["transferred"], "fresh": -runs["fresh"]}, "fresh", reps)
+        faster = probability_of_improvement({"transferred": -runs["transferred"], "fresh": -runs["fresh"]}, "fresh",
+                                            reps)
         p, low, high = faster["transferred"]
         out[agent] = {name: _estimate(intervals[name][0][0], intervals[name][1][0], intervals[name][2][0])
                       for name in runs} | {"faster": {"probability": p, "ci": [low, high]}}
     return out
 
 
-def _improvement(scores: Mapping[str, np.ndarray], baseline: str, reps: int
-                 ) -> dict[str, tuple[float, float, float]]:
-    """P(agent's score > the baseline's) per agent, with its 95% bootstrap CI (runs resampled independently)."""
+def probability_of_improvement(scores: Mapping[str, np.ndarray], baseline: str, reps: int = REPS
+                               ) -> dict[str, tuple[float, float, float]]:
+    """P(agent's score > the baseline's) per agent (``scores``: agent -> one score per run; ties count half), with its
+    95% bootstrap CI (runs resampled independently): rliable's probability of improvement."""
     from rliable import library as rly
     from rliable import metrics
 
@@ -168,10 +170,10 @@ def _summarize(agents: dict[str, dict[str, Any]], zero: float | None, one: float
         for j, name in enumerate(("best_reward_iqm", "normalized_iqm", "evaluations_to_target_iqm")):
             agents[agent][name] = _estimate(points[j], lows[j], highs[j]) if math.isfinite(points[j]) else None
     if zero is not None and "random" in agents:
-        for agent, (p, low, high) in _improvement(normalized, "random", reps).items():
+        for agent, (p, low, high) in probability_of_improvement(normalized, "random", reps).items():
             agents[agent]["improvement_over_random"] = {"probability": p, "ci": [low, high]}
             agents[agent]["beats_random"] = low > 0.5
-        for agent, (p, low, high) in _improvement(speed, "random", reps).items():
+        for agent, (p, low, high) in probability_of_improvement(speed, "random", reps).items():
             agents[agent]["faster_than_random"] = {"probability": p, "ci": [low, high]}
             agents[agent]["reaches_target_faster"] = low > 0.5
 

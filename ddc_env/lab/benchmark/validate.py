@@ -9,16 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from ... import registration
+from ...arch import ActionCodec, Choice
 from ..search import EnvFactory
 from .config import RESULTS_CSV
 
-__all__ = ["TOLERANCE", "format_validation", "validate_results"]
+__all__ = ["TOLERANCE", "format_validation", "recorded_choices", "validate_results"]
 
 TOLERANCE = 1e-9  # |claimed - re-scored| allowed for a validated reward or accuracy
 
 
 def _number(text: str) -> float | None:
     return float(text) if text not in ("", None) else None
+
+
+def recorded_choices(row: Mapping[str, str], codec: ActionCodec) -> dict[str, Choice]:
+    """The choices of a ``results.csv`` row's student, decoded by ``codec``: its ``choice_tokens`` (lossless), or, in
+    rows written before them, its ``choices`` widths and ``kernel_1x1`` flags."""
+    recorded = json.loads(row.get("choice_tokens") or "null") or json.loads(row["choices"])
+    return codec.decode(recorded, json.loads(row.get("kernel_1x1") or "null"))
 
 
 def validate_results(path: str | Path) -> dict[str, Any]:
@@ -51,8 +59,7 @@ def validate_results(path: str | Path) -> dict[str, Any]:
             if key not in envs:
                 envs[key] = EnvFactory(env_id, kwargs)()
             env = envs[key].unwrapped
-            recorded = json.loads(row.get("choice_tokens") or "null") or json.loads(row["choices"])
-            record = env.evaluate_choices(env.task.codec.decode(recorded, json.loads(row.get("kernel_1x1") or "null")))
+            record = env.evaluate_choices(recorded_choices(row, env.task.codec))
             problems = [f"spec hash {record['spec_hash']}" if record["spec_hash"] != row["spec_hash"] else ""]
             for name in ("reward", "val_acc"):
                 claimed = _number(row[name])
