@@ -44,7 +44,7 @@ from .task import Task, TaskConfig, load_task
 from .train import compute_signature
 
 __all__ = ["FORMAT", "ROW_FIELDS", "TABLES_DIR", "BenchTable", "TableError", "best_known_key", "build_table",
-           "live_task", "measure_latency_table"]
+           "extend_table", "live_task", "measure_latency_table"]
 
 FORMAT = "ddc_env.table/2"  # /2 records choices as the codec's tokens; /1 (widths, 0.0 = removed) still loads
 READABLE_FORMATS = ("ddc_env.table/1", FORMAT)
@@ -131,18 +131,23 @@ class BenchTable:
         """The ``amp`` setting of the fidelity the rows were trained at ("auto": bf16 where the CPU has it)."""
         return self.meta["fidelities"][self.check_fidelity(fidelity)]["fidelity"].get("amp", "auto")
 
-    def compute(self, fidelity: str) -> dict[str, str] | None:
-        """The device signature and precision the rows of ``fidelity`` were trained with (None: not recorded)."""
+    def compute(self, fidelity: str, spec_hash: str | None = None) -> dict[str, str] | None:
+        """The device signature and precision the rows of ``fidelity`` were trained with (None: not recorded); with
+        ``spec_hash``, those of that student's rows (an :func:`extend_table` may have added them on another machine)."""
+        for extension in self.meta.get("extensions", []):
+            if spec_hash is not None and spec_hash in extension["spec_hashes"].get(fidelity, ()):
+                return dict(extension["compute"][fidelity])
         precision = self.meta["fidelities"][self.check_fidelity(fidelity)].get("precision")
         signature = self.meta.get("device_signature")
         if precision is None or signature is None:
             return None
         return {"device_signature": signature, "precision": precision}
 
-    def same_compute(self, fidelity: str, device: str = "cpu") -> bool:
-        """Whether scoring a student live on ``device`` here reproduces the rows of ``fidelity`` bit for bit (same
-        processor, instruction set, torch and precision); elsewhere they agree within :meth:`seed_noise`."""
-        return self.compute(fidelity) == compute_signature(device, self.fidelity_amp(fidelity))
+    def same_compute(self, fidelity: str, device: str = "cpu", spec_hash: str | None = None) -> bool:
+        """Whether scoring a student live on ``device`` here reproduces the rows of ``fidelity`` (of ``spec_hash``)
+        bit for bit (same processor, instruction set, torch and precision); elsewhere they agree within
+        :meth:`seed_noise`."""
+        return self.compute(fidelity, spec_hash) == compute_signature(device, self.fidelity_amp(fidelity))
 
     def seed_noise(self, fidelity: str, key: str = "val_acc") -> dict[str, float] | None:
         """How far two training seeds of one student differ in ``key`` at ``fidelity``: mean, 95th percentile and
@@ -354,6 +359,56 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
         shutil.copyfile(teacher.path, target)
         shutil.copyfile(sidecar_path(teacher.path), sidecar_path(target))
     return table
+
+
+def extend_table(table: BenchTable, students: Sequence[tuple[dict[str, Any], NetSpec]], out: str | os.PathLike[str],
+                 *, store: str | os.PathLike[str], fidelity: str | None = None, threads: int | None = None,
+                 command: str = "", progress: bool = True) -> BenchTable:
+    """Add ``students`` (choices, spec) the table lacks at ``fidelity`` (default its default fidelity), scored live
+    here at each of the fidelity's training seeds with the table's own task, recipe and latency table, through the
+    results store ``store`` (a killed extension continues where it stopped); write the table to ``out``.
+
+    For the students a surrogate twin's agents reach, where its fit has few rows and extrapolates. The extension is
+    recorded in ``meta["extensions"]`` (its command, the students it added, the machine and precision they were
+    trained with: :meth:`BenchTable.compute` answers per student)."""
+    from tqdm.auto import tqdm
+
+    fidelity = table.check_fidelity(fidelity or table.default_fidelity)
+    recorded = table.meta["fidelities"][fidelity]["fidelity"]
+    if recorded != dataclasses.asdict(make_fidelity(fidelity)):
+        raise TableError(f"the preset {fidelity!r} changed since table {table.name!r} was built: its rows and new "
+                         "ones would not be comparable")
+    task = live_task(table, progress=progress)
+    known = set(table.spec_hashes(fidelity))
+    new = list({spec.hash(): (choices, spec) for choices, spec in students if spec.hash() not in known}.values())
+    for _, spec in new:
+        try:
+            table.latency_model().predict_ms(spec)
+        except KeyError as error:
+            raise TableError(f"student {spec.hash()} is not one table {table.name!r} can hold: {error.args[0]}") from None
+    threads = threads or table.meta.get("threads", 1)
+    protocol = table.latency_model().protocol
+    scorers = [CachedScorer(LiveScorer(task, dataclasses.replace(make_fidelity(fidelity), seed=seed), latency="model",
+                                       latency_model=table.latency_model(), latency_protocol=protocol, device="cpu",
+                                       threads=threads), ResultsStore(store), run=table.name, method="table")
+               for seed in table.seeds(fidelity)]
+    rows = list(table.rows)
+    choices_of = dict(table.choices)
+    with tqdm(total=len(new) * len(scorers), desc=f"extend {table.name}", unit="student",
+              disable=bar_disable(progress)) as bar:
+        for (choices, spec), (scorer, seed) in itertools.product(new, zip(scorers, table.seeds(fidelity))):
+            record = scorer.score(spec)
+            rows.append({**{k: record.get(k) for k in ROW_FIELDS}, "fidelity": fidelity, "seed": seed})
+            choices_of[spec.hash()] = list(task.codec.encode({d.name: choices.get(d.name, 1.0)
+                                                              for d in task.decisions}).values())
+            bar.update()
+    extension = {"command": command, "fidelity": fidelity, "spec_hashes": {fidelity: [s.hash() for _, s in new]},
+                 "compute": {fidelity: compute_signature("cpu", table.fidelity_amp(fidelity))}, "threads": threads,
+                 "date": time.strftime("%Y-%m-%d")}
+    meta = {**table.meta, "extensions": [*table.meta.get("extensions", []), extension]}
+    extended = dataclasses.replace(table, meta=meta, choices=choices_of, rows=rows, path=None)
+    extended.save(out)
+    return extended
 
 
 def measure_latency_table(table: BenchTable, name: str, *, protocol: LatencyProtocol | None = None,

@@ -4,6 +4,7 @@ noise, simulated cost, and a surrogate's held-out quality."""
 from __future__ import annotations
 
 import copy
+import csv
 from pathlib import Path
 
 import gymnasium as gym
@@ -385,3 +386,59 @@ def test_the_shipped_tables_carry_the_avx2_epycs_unit_times(name):
     build = TableScorer(table, table.default_fidelity).evaluate(spec)
     avx2 = TableScorer(table, table.default_fidelity, device="epyc-avx2").evaluate(spec)
     assert avx2["val_acc"] == build["val_acc"] and avx2["latency_ratio"] != build["latency_ratio"]
+
+
+def test_ddc_table_extend_adds_the_students_a_surrogate_twins_runs_reached(synth_teacher, synth_dir, tmp_path, capsys):
+    """``ddc table extend``: the best students of a benchmark on a table's surrogate twin that the table lacks are
+    scored live with the table's task and latency table and added as rows (recorded as an extension, with this
+    machine's compute); a second extension trains nothing, and results of another task are one line, no write."""
+    from ddc_env.cli import main
+    from ddc_env.lab.benchmark import make_benchmark_config, run_benchmark
+    from ddc_env.store import ResultsStore
+
+    table_file, store = tmp_path / "synth.json.gz", tmp_path / "store.sqlite"
+    assert main(["table", "build", "synth", "--env", "DDC-LeNet5-MNIST", "--set", f"teacher={synth_teacher.path}",
+                 "dataset=synth", f"data_dir={synth_dir}", "channel_round=2", "min_channels=2", "device=cpu",
+                 "latency_batch_size=8", "--fidelity", "zero=24", "--out", str(table_file), "--store", str(store), "--quiet"]) == 0
+    table = BenchTable.load(table_file)
+    config = make_benchmark_config("DDC-Bench-LeNet5-MNIST-v0", ["random"], seeds=range(3), budget=12,
+                                   env_kwargs={"table": str(table_file), "backend": "surrogate"},
+                                   reference_samples=200, bootstrap_reps=100)
+    run_benchmark(config, tmp_path / "bench", progress=False)
+    results = tmp_path / "bench" / "results.csv"
+    new = {h for h in (r["spec_hash"] for r in csv.DictReader(results.open())) if h not in table.spec_hashes()}
+    assert new, "the surrogate twin's best students should include some the table lacks"
+    out = tmp_path / "extended.json.gz"
+    capsys.readouterr()
+    assert main(["table", "extend", str(table_file), "--results", str(results), "--out", str(out), "--store",
+                 str(store), "--quiet"]) == 0
+    assert f"{len(new)} new rows" in capsys.readouterr().out
+    extended = BenchTable.load(out)
+    assert len(extended.rows) == 24 + len(new) and set(extended.spec_hashes()) == set(table.spec_hashes()) | new
+    (extension,) = extended.meta["extensions"]
+    assert set(extension["spec_hashes"]["zero"]) == new and extension["command"].startswith("ddc table extend")
+    live = LiveScorer(live_task(extended), "zero", latency="model", latency_model=extended.latency_model(),
+                      device="cpu", latency_protocol=extended.latency_model().protocol, threads=1)
+    for spec_hash in sorted(new)[:2]:
+        row, record = extended.rows_for(spec_hash, "zero")[0], live.evaluate(extended.spec(spec_hash))
+        assert row["val_acc"] == record["val_acc"] and row["latency_ms"] == record["latency_ms"]
+        assert extended.compute("zero", spec_hash) == compute_signature("cpu", extended.fidelity_amp("zero"))
+        assert extended.same_compute("zero", spec_hash=spec_hash)
+    assert main(["table", "info", str(out)]) == 0
+    assert f"extended {extension['date']}: {len(new)} students at zero on " in capsys.readouterr().out
+    evaluations = ResultsStore(store).count()
+    assert main(["table", "extend", str(out), "--results", str(results), "--store", str(store), "--quiet"]) == 0
+    assert ResultsStore(store).count() == evaluations and len(BenchTable.load(out).rows) == len(extended.rows)
+
+    other = tmp_path / "other.csv"
+    rows = list(csv.DictReader(results.open()))
+    rows[0]["spec_hash"] = "0123456789abcdef"
+    with other.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = out.read_bytes()
+    assert main(["table", "extend", str(out), "--results", str(other), "--store", str(store), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "line 2: its student 0123456789abcdef is not one of table 'synth'" in err and "\n" not in err
+    assert out.read_bytes() == before

@@ -1,13 +1,15 @@
-"""``ddc table build|info|latency``: build a benchmark table from a live env's task, describe one, or time its units on
-this machine as another device (:mod:`ddc_env.lab.tables`, :func:`ddc_env.tables.measure_latency_table`)."""
+"""``ddc table build|extend|info|latency``: build a benchmark table from a live env's task, add the students benchmark
+runs reached to one, describe one, or time its units on this machine as another device (:mod:`ddc_env.lab.tables`,
+:func:`ddc_env.tables.extend_table`, :func:`ddc_env.tables.measure_latency_table`)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from ..lab.config import env_arguments
-from ..lab.tables import build_env_table, default_table_file, default_table_store, describe, describe_surrogates
-from ..tables import BenchTable, measure_latency_table
+from ..lab.tables import (build_env_table, default_table_file, default_table_store, describe, describe_surrogates,
+                          recorded_students)
+from ..tables import BenchTable, extend_table, measure_latency_table
 from .argtypes import positive_int
 from .backend_args import add_backend_arguments, backend_options
 
@@ -28,6 +30,21 @@ def _build(args: argparse.Namespace) -> int:
                             ship_teacher=args.ship_teacher, command=command, progress=not args.quiet)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {len(table.rows)} rows, "
           f"{len(table.spec_hashes())} students; results store {store}")
+    return 0
+
+
+def _extend(args: argparse.Namespace) -> int:
+    table = BenchTable.load(args.table)
+    out = Path(args.out) if args.out else table.path
+    students = recorded_students([Path(p) for p in args.results], table)
+    command = " ".join(["ddc table extend", args.table, "--results", *args.results,
+                        *(["--fidelity", args.fidelity] if args.fidelity else [])])
+    before = len(table.rows)
+    extended = extend_table(table, students, out, store=Path(args.store) if args.store else
+                            default_table_store(table.name), fidelity=args.fidelity, threads=args.threads,
+                            command=command, progress=not args.quiet)
+    print(f"wrote {out}: {len(students)} recorded students, {len(extended.rows) - before} new rows; a surrogate "
+          "twin fits its model again on first use")
     return 0
 
 
@@ -80,6 +97,21 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     add_backend_arguments(build, workers=False)
     build.set_defaults(func=_build)
+    extend = actions.add_parser(
+        "extend", help="score the best students of benchmark runs live and add them to a table (resumable)",
+        description="Add to a table the best students recorded in ddc benchmark results files that it lacks, scored "
+                    "live on this machine with the table's teacher, data, recipe and latency table at one fidelity "
+                    "and its training seeds: the students agents reach, where a surrogate twin has few rows. Every "
+                    "evaluation goes through a results store first, so a killed extension continues where it stopped.")
+    extend.add_argument("table", help="a shipped table's name or a table file")
+    extend.add_argument("--results", nargs="+", required=True, metavar="RESULTS_CSV",
+                        help="benchmark results files (a benchmark folder's results.csv) on the table's twin")
+    extend.add_argument("--fidelity", help="the fidelity the students are scored at (default the table's default)")
+    extend.add_argument("--threads", type=positive_int, help="torch threads (default the table's)")
+    extend.add_argument("--store", help="results store (default runs/tables/<name>.sqlite)")
+    extend.add_argument("--out", help="the table file to write (default: the table's own file)")
+    extend.add_argument("--quiet", action="store_true", help="no progress bar")
+    extend.set_defaults(func=_extend)
     info = actions.add_parser("info", help="describe a table: rows, fidelities, seed noise, surrogate quality")
     info.add_argument("table", help="a shipped table's name or a table file")
     info.add_argument("--surrogate", action="store_true", help="also fit and cross-validate its surrogate")

@@ -3,8 +3,10 @@ on this machine's processes or a Ray pool) and describe one (rows, fidelities, t
 surrogate quality)."""
 from __future__ import annotations
 
+import csv
 import functools
 import itertools
+import json
 import re
 import statistics
 from collections import defaultdict
@@ -15,6 +17,7 @@ from typing import Any
 from scipy.stats import kendalltau
 
 from .. import registration
+from ..arch import NetSpec
 from ..distill import Fidelity
 from ..env import EnvConfig
 from ..scoring import Scorer
@@ -23,9 +26,10 @@ from ..students import students_for
 from ..tables import BenchTable, TableError, build_table
 from ..task import load_task
 from .backend import BackendOptions
+from .benchmark.validate import recorded_choices
 
 __all__ = ["build_env_table", "default_table_file", "default_table_store", "describe", "describe_surrogates",
-           "parse_fidelity"]
+           "parse_fidelity", "recorded_students"]
 
 _FIDELITY = re.compile(r"^(?P<name>[a-z_]+)(?::(?P<seeds>\d+(?:,\d+)*))?(?:=(?P<students>all|\d+))?$")
 
@@ -77,6 +81,28 @@ def build_env_table(name: str, env_id: str, env_kwargs: Mapping[str, Any], fidel
                        ship_teacher=ship_teacher, progress=progress)
 
 
+def recorded_students(paths: Sequence[Path], table: BenchTable) -> list[tuple[dict[str, Any], NetSpec]]:
+    """The best students recorded in ``ddc benchmark`` results files (``results.csv``), as (choices, spec) of
+    ``table``'s task, without repeats; a ValueError naming the file and row when one is not a student of it."""
+    out: dict[str, tuple[dict[str, Any], NetSpec]] = {}
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"no results file {path} (a benchmark folder's results.csv)")
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for number, row in enumerate(rows, start=2):
+            try:
+                choices = recorded_choices(row, table.task.codec)
+                spec = table.task.student_spec(choices)
+            except (KeyError, ValueError, json.JSONDecodeError) as error:
+                raise ValueError(f"{path} line {number}: not a student of table {table.name!r} ({error})") from None
+            if row.get("spec_hash") and spec.hash() != row["spec_hash"]:
+                raise ValueError(f"{path} line {number}: its student {row['spec_hash']} is not one of table "
+                                 f"{table.name!r}'s task (decoded as {spec.hash()})")
+            out.setdefault(spec.hash(), (choices, spec))
+    return list(out.values())
+
+
 def _ray_pool(backend: BackendOptions, env_config: EnvConfig, device: str, threads: int,
               fidelity: Fidelity) -> Scorer:
     """A Ray pool scoring the build's students at ``fidelity`` with the scoring key of the build's local scorers
@@ -114,6 +140,11 @@ def describe(table: BenchTable) -> str:
                  f"{' (as here: rows reproduce bit for bit)' if table.same_compute(fidelity) else ''}"
                  if compute else "; machine not recorded")
         lines.append(line)
+    for extension in table.meta.get("extensions", []):
+        fidelity = extension["fidelity"]
+        compute = extension["compute"][fidelity]
+        lines.append(f"  extended {extension['date']}: {len(extension['spec_hashes'][fidelity])} students at {fidelity} "
+                     f"on {compute['device_signature']} in {compute['precision']} ({extension['command']})")
     lines += _rank_agreement(table)
     return "\n".join(lines)
 
