@@ -285,6 +285,16 @@ def _work(job: _Job, items: Sequence[tuple[str, dict[str, Any]]]) -> int:
     return new
 
 
+def _row(record: Mapping[str, Any], fidelity: str, seed: int) -> dict[str, Any]:
+    """A table row of a live scorer's record at ``fidelity`` and training ``seed``."""
+    return {**{k: record.get(k) for k in ROW_FIELDS}, "fidelity": fidelity, "seed": seed}
+
+
+def _recorded(task: Task, choices: Mapping[str, Any]) -> list[str | float]:
+    """A student's choices as the table records them: the codec's token per decision, in decision order."""
+    return list(task.codec.encode({d.name: choices.get(d.name, 1.0) for d in task.decisions}).values())
+
+
 def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Sequence[int]],
                 students: Mapping[str, Sequence[tuple[dict[str, Any], NetSpec]]], out: str | os.PathLike[str], *,
                 store: str | os.PathLike[str],
@@ -337,10 +347,8 @@ def build_table(name: str, task_config: TaskConfig, fidelities: Mapping[str, Seq
             record = scorer.cached(spec)
             if record is None:
                 raise TableError(f"the build of {name!r} is missing {label} for student {spec.hash()}")
-            rows.append({**{k: record.get(k) for k in ROW_FIELDS}, "fidelity": fidelity.name,
-                         "seed": fidelity.seed})
-            choices_of.setdefault(spec.hash(), list(task.codec.encode({d.name: choices.get(d.name, 1.0)
-                                                                       for d in task.decisions}).values()))
+            rows.append(_row(record, fidelity.name, fidelity.seed))
+            choices_of.setdefault(spec.hash(), _recorded(task, choices))
     all_specs = [spec for pairs in students.values() for _, spec in pairs] + covering_specs(task)
     latency = LatencyModel(protocol)
     table_meta = {**(meta or {}), "threads": threads, "device": device, "build_seconds": time.perf_counter() - start,
@@ -398,9 +406,8 @@ def extend_table(table: BenchTable, students: Sequence[tuple[dict[str, Any], Net
               disable=bar_disable(progress)) as bar:
         for (choices, spec), (scorer, seed) in itertools.product(new, zip(scorers, table.seeds(fidelity))):
             record = scorer.score(spec)
-            rows.append({**{k: record.get(k) for k in ROW_FIELDS}, "fidelity": fidelity, "seed": seed})
-            choices_of[spec.hash()] = list(task.codec.encode({d.name: choices.get(d.name, 1.0)
-                                                              for d in task.decisions}).values())
+            rows.append(_row(record, fidelity, seed))
+            choices_of[spec.hash()] = _recorded(task, choices)
             bar.update()
     extension = {"command": command, "fidelity": fidelity, "spec_hashes": {fidelity: [s.hash() for _, s in new]},
                  "compute": {fidelity: compute_signature("cpu", table.fidelity_amp(fidelity))}, "threads": threads,
