@@ -2,9 +2,9 @@
 first timed while other work loads the machine used to keep a slow time for good (this machine's table once read a
 LeNet-5 uniform-0.25 student at ratio 0.64 instead of 0.40, and the live reward lost its spread).
 
-For each teacher (as the envs time it, see ``latency_repro.py``) and two ways to time a unit (protocol v2: the
-fastest of 15 rounds of about 4 ms; v3, the default now: the fastest of 120 rounds of about 0.5 ms, the same time
-spent), three unit tables:
+For each teacher (as the envs time it, see ``latency_repro.py``) and three ways to time a unit (protocol v2: the
+fastest of 15 rounds of about 4 ms; v3: the fastest of 120 rounds of about 0.5 ms, the same time spent; v4, the
+default now: v3 in up to 3 attempts guarded by a reference conv, see ``ddc_env.latency``), three unit tables:
 
 - ``quiet``: teacher and students timed on an idle machine (the truth);
 - ``teacher quiet, students loaded``: the teacher's units timed idle, then the students' new units timed while
@@ -69,8 +69,9 @@ def machine_load(processes: int) -> Iterator[None]:
             w.join()
 
 
-UNIT_TIMING = {"v2: 15 rounds x 4 ms": {"unit_rounds": 15, "unit_round_ms": 4.0},
-               "v3: 120 rounds x 0.5 ms": {"unit_rounds": 120, "unit_round_ms": 0.5}}
+UNIT_TIMING = {"v2: 15 rounds x 4 ms": {"unit_rounds": 15, "unit_round_ms": 4.0, "unit_attempts": 1},
+               "v3: 120 rounds x 0.5 ms": {"unit_rounds": 120, "unit_round_ms": 0.5, "unit_attempts": 1},
+               "v4: v3, guarded": {}}
 
 
 def table_ratios(arch: str, timing: dict[str, float], path: Path, teacher: NetSpec, students: dict[str, NetSpec],

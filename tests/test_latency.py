@@ -70,12 +70,33 @@ def test_how_a_unit_is_timed_is_part_of_the_table_key(tmp_path: Path) -> None:
     short = LatencyModel(PROTOCOL, path=path)
     long = LatencyModel(LatencyProtocol(batch_size=64, warmup=2, rounds=5, unit_rounds=3, unit_round_ms=4.0),
                         path=path)
-    assert short.key() != long.key() and "v3" in short.signature and "unit rounds 3 x 4 ms" in long.signature
+    assert short.key() != long.key() and "v4" in short.signature and "unit rounds 3 x 4 ms" in long.signature
     assert short.describe()["unit_rounds"] == 120 and long.describe()["unit_round_ms"] == 4.0
     short.predict_ms(TEACHER), long.predict_ms(TEACHER)
     with sqlite3.connect(path) as conn:
         signatures = {row[0] for row in conn.execute("SELECT signature FROM units")}
     assert signatures == {short.signature, long.signature}
+
+
+def test_a_unit_timed_in_a_slow_phase_is_timed_again(tmp_path: Path) -> None:
+    """A unit's attempt counts only when the reference conv read within the guard of its fastest known time just
+    before and after it; otherwise it is repeated (up to unit_attempts) and the fastest attempt kept. Here the cache's
+    fastest reference reading is then made impossibly fast, so every attempt looks slow."""
+    protocol = LatencyProtocol(batch_size=64, warmup=2, rounds=5, unit_attempts=2)
+    path = tmp_path / "units.sqlite"
+    calm = LatencyModel(protocol, path=path)
+    calm.predict_ms(STUDENT)
+    assert set(calm.attempts) == {unit_key(r.unit, r.inp) for r in STUDENT.shapes()}
+    assert set(calm.attempts.values()) <= {1, 2}
+    with sqlite3.connect(path) as conn:
+        (floor,), = conn.execute("SELECT ms FROM reference WHERE signature = ?", (calm.signature,))
+        conn.execute("UPDATE reference SET ms = ? WHERE signature = ?", (floor / 100, calm.signature))
+    slow = LatencyModel(protocol, path=path)
+    assert 0 < slow.predict_ms(STUDENT) < slow.predict_ms(TEACHER)  # the student's units are read, not measured
+    assert set(slow.attempts) == {unit_key(r.unit, r.inp) for r in TEACHER.shapes()} - set(calm.attempts)
+    assert set(slow.attempts.values()) == {2}
+    with sqlite3.connect(path) as conn:  # slower readings never raise the fastest known one
+        assert conn.execute("SELECT ms FROM reference").fetchall() == [(floor / 100,)]
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -84,6 +105,9 @@ def test_how_a_unit_is_timed_is_part_of_the_table_key(tmp_path: Path) -> None:
     ("unit_round_ms", 0.0, "latency unit_round_ms must be a positive number, got 0.0"),
     ("unit_round_ms", float("nan"), "latency unit_round_ms must be a positive number, got nan"),
     ("unit_round_ms", "fast", "latency unit_round_ms must be a positive number, got 'fast'"),
+    ("unit_attempts", 0, "latency unit_attempts must be a positive integer, got 0"),
+    ("guard", -0.1, "latency guard must be a positive number, got -0.1"),
+    ("guard", float("inf"), "latency guard must be a positive number, got inf"),
 ])
 def test_bad_unit_timing_is_a_clear_error(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
