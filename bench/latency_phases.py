@@ -12,23 +12,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from ddc_env.arch.build import unit_module
 from ddc_env.arch.spec import Conv
-from ddc_env.latency import LatencyProtocol, _time_modules
+from ddc_env.latency import GUARD_REFERENCE, GUARD_ROUNDS, LatencyProtocol, fastest_unit_ms
 from ddc_env.train import compute_signature
 
-REFERENCE = (Conv("reference", 64), (64, 8, 8), 20)  # as ddc_env.latency's guard reads it
-PROBE = (Conv("probe", 128), (128, 16, 16), 120)
-
-
-def fastest_ms(unit: Conv, shape: tuple[int, ...], rounds: int, protocol: LatencyProtocol) -> float:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = unit_module(unit, shape[0]).eval()
-    x = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
-    return min(_time_modules([module], x, protocol, rounds, protocol.unit_round_ms / 1e3)[0])
+PROBE = (Conv("probe", 128), (128, 16, 16))
 
 
 def main() -> None:
@@ -41,9 +29,10 @@ def main() -> None:
     readings: list[tuple[float, float, float, float]] = []  # (seconds, before, probe, after)
     start = time.monotonic()
     while time.monotonic() - start < args.seconds:
-        before = fastest_ms(*REFERENCE, protocol)
-        probe = fastest_ms(*PROBE, protocol)
-        readings.append((time.monotonic() - start, before, probe, fastest_ms(*REFERENCE, protocol)))
+        before = fastest_unit_ms(*GUARD_REFERENCE, protocol, GUARD_ROUNDS)
+        probe = fastest_unit_ms(*PROBE, protocol, protocol.unit_rounds)
+        readings.append((time.monotonic() - start, before, probe, fastest_unit_ms(*GUARD_REFERENCE, protocol,
+                                                                          GUARD_ROUNDS)))
     probe_floor = min(r[2] for r in readings)
     reference_floor = min(min(r[1], r[3]) for r in readings)
     slow = [r for r in readings if r[2] > 1.1 * probe_floor]

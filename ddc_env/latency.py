@@ -45,16 +45,16 @@ from .arch.spec import Conv, NetSpec, Unit
 from .paths import ddc_home
 from .train import device_signature, torch_threads
 
-__all__ = ["PROTOCOL_VERSION", "LatencyModel", "LatencyProtocol", "PairedLatency", "device_signature",
-           "measure_module", "measure_paired", "timing_copy", "unit_key"]
+__all__ = ["GUARD_REFERENCE", "GUARD_ROUNDS", "PROTOCOL_VERSION", "LatencyModel", "LatencyProtocol", "PairedLatency",
+           "device_signature", "fastest_unit_ms", "measure_module", "measure_paired", "timing_copy", "unit_key"]
 
 PROTOCOL_VERSION = 4  # 4: guarded unit rounds; 3: many short unit rounds; 2: a unit's fastest round; 1: the median
 _ROUND_SECONDS = 0.004  # a timed round of a network repeats the call until it lasts about this long
 # the guard's reference: a mid-sized conv (64 -> 64 channels, 3x3, on one 8x8 map, whatever the protocol's batch), its
 # readings' rounds, the readings a fresh cache starts its fastest known reading with, how long a reading stands for
 # "just before" the next unit, and the pause before a unit's next attempt (times the attempt's number)
-_REFERENCE = (Conv("reference", 64), (64, 8, 8))
-_REFERENCE_ROUNDS = 20
+GUARD_REFERENCE = (Conv("reference", 64), (64, 8, 8))
+GUARD_ROUNDS = 20
 _REFERENCE_SEED_READINGS = 2
 _READING_FRESH_SECONDS = 0.5
 _RETRY_PAUSE_SECONDS = 0.2
@@ -153,6 +153,18 @@ def _median_spread(times: list[float]) -> tuple[float, float]:
     return median, q3 - q1
 
 
+def fastest_unit_ms(unit: Unit, input_shape: tuple[int, ...], protocol: LatencyProtocol, rounds: int,
+                    batch_size: int | None = None) -> float:
+    """The fastest of ``rounds`` short rounds (``protocol.unit_round_ms`` each) of ``unit``, randomly initialised, on
+    a batch (default ``protocol.batch_size``) of per-sample ``input_shape``: how the latency model times a unit."""
+    device = torch.device(protocol.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = unit_module(unit, input_shape[0]).to(device).eval()
+    x = _example((batch_size or protocol.batch_size, *input_shape), device)
+    return min(_time_modules([module], x, protocol, rounds, protocol.unit_round_ms / 1e3)[0])
+
+
 class LatencyModel:
     """Latency of a network as the sum of its units' cached times (milliseconds per forward pass of a batch).
 
@@ -178,8 +190,8 @@ class LatencyModel:
         """Device, protocol and version: rows of the cache are only shared between equal signatures."""
         p = self.protocol
         return (f"{self.device_name} | threads {p.threads} | batch {p.batch_size} | warmup {p.warmup} | "
-                f"unit rounds {p.unit_rounds} x {p.unit_round_ms:g} ms | attempts {p.unit_attempts} guard {p.guard:g} | "
-                f"v{PROTOCOL_VERSION}")
+                f"unit rounds {p.unit_rounds} x {p.unit_round_ms:g} ms | "
+                f"attempts {p.unit_attempts} guard {p.guard:g} | v{PROTOCOL_VERSION}")
 
     def describe(self) -> dict[str, Any]:
         """What the times mean, for records and table files."""
@@ -217,23 +229,13 @@ class LatencyModel:
         return out
 
     # -- measurement and cache ---------------------------------------------------------------------------
-    def _fastest_ms(self, unit: Unit, input_shape: tuple[int, ...], rounds: int, batch_size: int) -> float:
-        """The fastest of ``rounds`` short rounds of ``unit`` (randomly initialised) on a batch of per-sample
-        ``input_shape``."""
-        device, p = torch.device(self.protocol.device), self.protocol
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            module = unit_module(unit, input_shape[0]).to(device).eval()
-        x = _example((batch_size, *input_shape), device)
-        return min(_time_modules([module], x, p, rounds, p.unit_round_ms / 1e3)[0])
-
     def _reference_ms(self, reuse: bool = False) -> float:
         """One reading of the reference conv, which also lowers the cache's fastest known reading if it beats it
         (``reuse``: the last reading instead, if it is only a moment old)."""
         last = getattr(self._local, "reading", None)
         if reuse and last is not None and time.monotonic() - last[0] < _READING_FRESH_SECONDS:
             return last[1]
-        ms = self._fastest_ms(*_REFERENCE, _REFERENCE_ROUNDS, 1)
+        ms = fastest_unit_ms(*GUARD_REFERENCE, self.protocol, GUARD_ROUNDS, batch_size=1)
         self._connection().execute("INSERT INTO reference VALUES (?, ?) ON CONFLICT(signature) DO UPDATE SET "
                                    "ms = min(ms, excluded.ms)", (self.signature, ms))
         self._local.reading = (time.monotonic(), ms)
@@ -254,7 +256,7 @@ class LatencyModel:
         p, floor, best = self.protocol, self._reference_floor(), math.inf
         for attempt in range(1, p.unit_attempts + 1):
             before = self._reference_ms(reuse=attempt == 1)  # the previous unit's last reading, when just taken
-            best = min(best, self._fastest_ms(unit, input_shape, p.unit_rounds, p.batch_size))
+            best = min(best, fastest_unit_ms(unit, input_shape, p, p.unit_rounds))
             after = self._reference_ms()
             if max(before, after) <= floor * (1 + p.guard):
                 break
