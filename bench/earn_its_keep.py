@@ -4,15 +4,24 @@ searched student, the uniform-width student, the torch-pruning reference and (wi
 all get the same final KD (at least 5 epochs over the whole training split, inherited from the teacher) and are
 measured for real: test accuracy, and batch-1 CPU latency timed in interleaved rounds with the teacher.
 
+The search runs the agent with its configuration tuned on the ResNet-18 twin (``configs/bench/resnet18_cifar10/``)
+unless ``--agent-kwargs`` says otherwise, over the task's decisions with ``--widths`` (default the N2N widths; a finer
+grid lets tight budgets reach allocations between 0.25 and 0.5). Every row also gets its validation accuracy at the
+search's fidelity ("search val"): when a reference scores higher there than the searched student, the search (its
+space or agent), not its fidelity, lost.
+
 The references are matched to each searched student's *measured* latency (the latency model can be far off on a CPU):
 the widest uniform width, and the torch-pruning FLOPs ratio (one global group-norm step, then the final KD), whose
 measured latency ratio is at most the searched student's.
 
     .venv/bin/python bench/earn_its_keep.py --task vgg16 --latency 0.3 --seeds 0 1 2 --agent evolution --episodes 60
     .venv/bin/python bench/earn_its_keep.py --task resnet18 --latency 0.3 --seeds 0 --agent none   # references only
+    .venv/bin/python bench/earn_its_keep.py --task vgg16 --latency 0.15 --seeds 0 --episodes 40 --label fine \
+        --widths 0.125 0.1875 0.25 0.3125 0.375 0.4375 0.5 0.625 0.75 0.875 1
 
 Everything is resumable: the search's evaluations go through a results store (a killed search replays them as cache
-hits), trained final students are saved per spec, and finished seeds stay in ``--out/<task>-<budget>/results.json``.
+hits), trained final students are saved per spec, and finished seeds stay in ``--out/<task>-<budget>[-<label>]/results.json`` (a rerun with another search configuration in the same
+folder is refused).
 Prints the CPU and precision it ran with.
 """
 from __future__ import annotations
@@ -33,13 +42,15 @@ from ddc_env.arch import NetSpec, build, channel_counts, uniform_choices, with_c
 from ddc_env.baselines.common import Context
 from ddc_env.baselines.library_pruning import SpacePruner, make_importance
 from ddc_env.baselines.library_pruning import run as torch_prune
+from ddc_env.arch import N2N_WIDTHS
+from ddc_env.lab.config import read_yaml
 from ddc_env.lab.report import load_model, measure_test_accuracy
 from ddc_env.lab.runs import SearchLog
 from ddc_env.latency import LatencyProtocol, measure_paired, timing_copy
 from ddc_env.paths import atomic_write_text
 from ddc_env.scoring import LiveScorer
 from ddc_env.store import ResultsStore
-from ddc_env.task import Task, TaskConfig, load_task
+from ddc_env.task import Task, TaskConfig, check_widths, load_task
 from ddc_env.train import compute_signature
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,20 +65,29 @@ FINAL = {"name": "standard", "epochs": 5}
 CONTINUOUS = ("ddpg", "td3", "sac")
 
 
-def env_kwargs(task: str, latency: float, fidelity: str, store: Path, agent: str) -> dict[str, Any]:
-    return {"teacher": str(TASKS[task][1]), "dataset": "cifar10_jpeg", "data_dir": str(DATA), "fidelity": fidelity,
+TUNED = ROOT / "configs" / "bench" / "resnet18_cifar10"  # the board's tuned configs (the closest task tuned)
+
+
+def env_kwargs(task: str, latency: float, fidelity: str, store: Path, agent: str, widths: tuple[float, ...]
+               ) -> dict[str, Any]:
+    return {"width_choices": widths, "teacher": str(TASKS[task][1]), "dataset": "cifar10_jpeg", "data_dir": str(DATA), "fidelity": fidelity,
             "latency": "model", "budget": {"latency": latency}, "reward": {"name": "amc", "objective": "error"},
             "store": str(store), "action_mode": "continuous" if agent in CONTINUOUS else "sequential"}
 
 
-def search(task: str, latency: float, seed: int, agent: str, episodes: int, fidelity: str, store: Path
-           ) -> dict[str, Any]:
+def tuned_kwargs(agent: str) -> dict[str, Any]:
+    """The agent's hyperparameters tuned on the ResNet-18 twin, or {} (its defaults) when none were."""
+    path = TUNED / f"{agent}.yaml"
+    return dict(read_yaml(path).get("agent_kwargs") or {}) if path.exists() else {}
+
+
+def search(task: str, latency: float, seed: int, config: dict[str, Any], store: Path) -> dict[str, Any]:
     """The most accurate student the agent finds within the budget (its terminal info)."""
-    log = SearchLog(None, episodes, progress=False)
-    entry = get_agent(agent)
-    kwargs = env_kwargs(task, latency, fidelity, store, agent)
-    entry.runner()(lambda: gym.make(TASKS[task][0], **kwargs), episodes=episodes, log=log, seed=seed,
-                   **entry.hyperparams({}))
+    log = SearchLog(None, config["episodes"], progress=False)
+    entry = get_agent(config["agent"])
+    kwargs = env_kwargs(task, latency, config["fidelity"], store, config["agent"], tuple(config["widths"]))
+    entry.runner()(lambda: gym.make(TASKS[task][0], **kwargs), episodes=config["episodes"], log=log, seed=seed,
+                   **entry.hyperparams(config["agent_kwargs"]))
     return log.best_info
 
 
@@ -122,9 +142,28 @@ def main() -> None:
     parser.add_argument("--amc", default=None, help="also the student of this continuous agent (ddpg, td3, sac)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per model")
     parser.add_argument("--final", type=json.loads, default=FINAL, help=f"the final KD (default {json.dumps(FINAL)})")
+    parser.add_argument("--agent-kwargs", type=json.loads, default=None,
+                        help="the agent's hyperparameters as JSON (default: tuned on the ResNet-18 twin)")
+    parser.add_argument("--widths", type=float, nargs="+", default=list(N2N_WIDTHS),
+                        help="the search's width choices (increasing, in (0, 1], with 1)")
+    parser.add_argument("--label", default="", help="appended to the run folder's name (one folder per search setup)")
     parser.add_argument("--out", type=Path, default=Path("runs/earn_its_keep"))
     args = parser.parse_args()
-    out = args.out / f"{args.task}-{args.latency:g}"
+    try:
+        config = {"agent": args.agent, "episodes": args.episodes, "fidelity": args.fidelity,
+                  "widths": list(check_widths(args.widths)),
+                  "agent_kwargs": {} if args.agent == "none" else
+                  (tuned_kwargs(args.agent) if args.agent_kwargs is None else args.agent_kwargs)}
+        if args.agent != "none":
+            get_agent(args.agent).hyperparams(config["agent_kwargs"])  # unknown names or bad values raise
+    except ValueError as e:
+        parser.error(str(e))
+    out = args.out / "-".join(filter(None, [args.task, f"{args.latency:g}", args.label]))
+    path = out / "results.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"seeds": {}}
+    if results["seeds"] and results.get("search") != config:
+        sys.exit(f"{path} holds seeds searched with {results.get('search', 'another setup')}, not {config}: "
+                 f"pass another --label")
     out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {compute_signature('cpu')}", flush=True)
     task = load_task(TaskConfig(model=args.task, teacher=str(TASKS[args.task][1]), dataset="cifar10_jpeg",
@@ -132,10 +171,9 @@ def main() -> None:
     scorer = LiveScorer(task, args.final, latency="model", device="cpu")
     distiller = scorer.distiller
     teacher_cpu = timing_copy(distiller.teacher)
-    path = out / "results.json"
-    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"seeds": {}}
+    search_scorer = LiveScorer(task, args.fidelity, latency="model", device="cpu")
     results.update(command=" ".join([".venv/bin/python bench/earn_its_keep.py", *sys.argv[1:]]), final=args.final,
-                   machine=compute_signature("cpu"))
+                   machine=compute_signature("cpu"), search=config)
 
     def final_kd(spec: NetSpec) -> torch.nn.Module:
         """The final KD of ``spec`` (saved, so a later seed or run reuses it: training is deterministic)."""
@@ -173,8 +211,7 @@ def main() -> None:
         best: dict[str, Any] = {}
         target = args.latency  # --agent none: the references at the budget itself
         if args.agent != "none":
-            best = search(args.task, args.latency, seed, args.agent, args.episodes, args.fidelity,
-                          out / "search.sqlite")
+            best = search(args.task, args.latency, seed, config, out / "search.sqlite")
             searched = NetSpec.from_dict(best["spec"])
             searched_net = final_kd(searched)
             target = paired_ratio(searched_net, teacher_cpu, task, args.rounds)
@@ -184,12 +221,14 @@ def main() -> None:
         models[f"uniform {width:g}"] = (final_kd(uniform), uniform)
         models[f"torch-pruning (FLOPs {flops_ratio:.3f})"] = pruned(flops_ratio)
         if args.amc:
-            amc = NetSpec.from_dict(search(args.task, args.latency, seed, args.amc, args.episodes, args.fidelity,
-                                           out / "search.sqlite")["spec"])
+            amc_config = {**config, "agent": args.amc, "agent_kwargs": tuned_kwargs(args.amc)}
+            amc = NetSpec.from_dict(search(args.task, args.latency, seed, amc_config, out / "search.sqlite")["spec"])
             models[f"AMC ({args.amc}, seed {seed})"] = (final_kd(amc), amc)
         rows = []
         for name, (net, spec) in models.items():
-            rows.append({"method": name, "val_acc": distiller.accuracy(net, teacher=name == "teacher"),
+            rows.append({"method": name, "search_val_acc": None if name == "teacher" else
+                         search_scorer.evaluate(spec)["val_acc"],
+                         "val_acc": distiller.accuracy(net, teacher=name == "teacher"),
                          "test_acc": measure_test_accuracy(distiller, net, teacher=name == "teacher"),
                          "param_ratio": spec.params / task.teacher_spec.params,
                          "flop_ratio": spec.flops / task.teacher_spec.flops,
@@ -202,11 +241,12 @@ def main() -> None:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| seed | method | val acc | test acc | params ratio | FLOPs ratio | measured latency ratio (batch 1) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| seed | method | search val | val acc | test acc | params ratio | FLOPs ratio | measured latency ratio "
+             "(batch 1) |", "|---|---|---|---|---|---|---|---|"]
     for seed, entry in results["seeds"].items():
         for r in entry["rows"]:
-            lines.append(f"| {seed} | {r['method']} | {r['val_acc']:.4f} | {r['test_acc']:.4f} | "
+            search_val = "" if r.get("search_val_acc") is None else f"{r['search_val_acc']:.4f}"
+            lines.append(f"| {seed} | {r['method']} | {search_val} | {r['val_acc']:.4f} | {r['test_acc']:.4f} | "
                          f"{r['param_ratio']:.3f} | {r['flop_ratio']:.3f} | {r['latency_ratio']:.3f} |")
     return "\n".join(lines)
 
