@@ -20,8 +20,8 @@ measured latency ratio is at most the searched student's.
         --widths 0.125 0.1875 0.25 0.3125 0.375 0.4375 0.5 0.625 0.75 0.875 1
 
 Everything is resumable: the search's evaluations go through a results store (a killed search replays them as cache
-hits), trained final students are saved per spec, and finished seeds stay in ``--out/<task>-<budget>[-<label>]/results.json`` (a rerun with another search configuration in the same
-folder is refused).
+hits), trained final students are saved per spec, and finished seeds stay in
+``--out/<task>-<budget>[-<label>]/results.json`` (a rerun with another search setup in the same folder is refused).
 Prints the CPU and precision it ran with.
 """
 from __future__ import annotations
@@ -38,11 +38,10 @@ import torch
 
 import ddc_env  # noqa: F401  (registers the ids)
 from ddc_env.agents import get_agent
-from ddc_env.arch import NetSpec, build, channel_counts, uniform_choices, with_channels
+from ddc_env.arch import N2N_WIDTHS, NetSpec, build, channel_counts, uniform_choices, with_channels
 from ddc_env.baselines.common import Context
 from ddc_env.baselines.library_pruning import SpacePruner, make_importance
 from ddc_env.baselines.library_pruning import run as torch_prune
-from ddc_env.arch import N2N_WIDTHS
 from ddc_env.lab.config import read_yaml
 from ddc_env.lab.report import load_model, measure_test_accuracy
 from ddc_env.lab.runs import SearchLog
@@ -70,9 +69,10 @@ TUNED = ROOT / "configs" / "bench" / "resnet18_cifar10"  # the board's tuned con
 
 def env_kwargs(task: str, latency: float, fidelity: str, store: Path, agent: str, widths: tuple[float, ...]
                ) -> dict[str, Any]:
-    return {"width_choices": widths, "teacher": str(TASKS[task][1]), "dataset": "cifar10_jpeg", "data_dir": str(DATA), "fidelity": fidelity,
-            "latency": "model", "budget": {"latency": latency}, "reward": {"name": "amc", "objective": "error"},
-            "store": str(store), "action_mode": "continuous" if agent in CONTINUOUS else "sequential"}
+    return {"teacher": str(TASKS[task][1]), "dataset": "cifar10_jpeg", "data_dir": str(DATA), "fidelity": fidelity,
+            "width_choices": widths, "latency": "model", "budget": {"latency": latency},
+            "reward": {"name": "amc", "objective": "error"}, "store": str(store),
+            "action_mode": "continuous" if agent in CONTINUOUS else "sequential"}
 
 
 def tuned_kwargs(agent: str) -> dict[str, Any]:
