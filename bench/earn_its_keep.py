@@ -47,7 +47,7 @@ from ddc_env.lab.report import load_model, measure_test_accuracy
 from ddc_env.lab.runs import SearchLog
 from ddc_env.latency import LatencyProtocol, measure_paired, timing_copy
 from ddc_env.paths import atomic_write_text
-from ddc_env.scoring import LiveScorer
+from ddc_env.scoring import CachedScorer, LiveScorer
 from ddc_env.store import ResultsStore
 from ddc_env.task import Task, TaskConfig, check_widths, load_task
 from ddc_env.train import compute_signature
@@ -171,7 +171,9 @@ def main() -> None:
     scorer = LiveScorer(task, args.final, latency="model", device="cpu")
     distiller = scorer.distiller
     teacher_cpu = timing_copy(distiller.teacher)
-    search_scorer = LiveScorer(task, args.fidelity, latency="model", device="cpu")
+    # the search's store: the searched student's record (and a reference met in an earlier seed) is a cache hit
+    search_scorer = CachedScorer(LiveScorer(task, args.fidelity, latency="model", device="cpu"),
+                                 ResultsStore(out / "search.sqlite"), method="earn_its_keep")
     results.update(command=" ".join([".venv/bin/python bench/earn_its_keep.py", *sys.argv[1:]]), final=args.final,
                    machine=compute_signature("cpu"), search=config)
 
@@ -227,7 +229,7 @@ def main() -> None:
         rows = []
         for name, (net, spec) in models.items():
             rows.append({"method": name, "search_val_acc": None if name == "teacher" else
-                         search_scorer.evaluate(spec)["val_acc"],
+                         search_scorer.score(spec)["val_acc"],
                          "val_acc": distiller.accuracy(net, teacher=name == "teacher"),
                          "test_acc": measure_test_accuracy(distiller, net, teacher=name == "teacher"),
                          "param_ratio": spec.params / task.teacher_spec.params,

@@ -31,8 +31,8 @@ def main() -> None:
     while time.monotonic() - start < args.seconds:
         before = fastest_unit_ms(*GUARD_REFERENCE, protocol, GUARD_ROUNDS)
         probe = fastest_unit_ms(*PROBE, protocol, protocol.unit_rounds)
-        readings.append((time.monotonic() - start, before, probe, fastest_unit_ms(*GUARD_REFERENCE, protocol,
-                                                                          GUARD_ROUNDS)))
+        after = fastest_unit_ms(*GUARD_REFERENCE, protocol, GUARD_ROUNDS)
+        readings.append((time.monotonic() - start, before, probe, after))
     probe_floor = min(r[2] for r in readings)
     reference_floor = min(min(r[1], r[3]) for r in readings)
     slow = [r for r in readings if r[2] > 1.1 * probe_floor]
@@ -40,8 +40,9 @@ def main() -> None:
     slow_accepted = [r for r in accepted if r[2] > 1.1 * probe_floor]
     print(f"{len(readings)} probe readings in {args.seconds:g} s; fastest {probe_floor:.3f} ms")
     print(f"slow (> 1.1x the fastest): {len(slow)}, at seconds " + ", ".join(f"{r[0]:.1f}" for r in slow[:40]))
+    slowest = f"{max(r[2] for r in accepted) / probe_floor:.3f}x the fastest" if accepted else "none accepted"
     print(f"accepted by the guard ({args.guard:g}): {len(accepted)}; slow among them: {len(slow_accepted)}; "
-          f"slowest accepted: {max(r[2] for r in accepted) / probe_floor:.3f}x the fastest")
+          f"slowest accepted: {slowest}")
 
 
 if __name__ == "__main__":
