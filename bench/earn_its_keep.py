@@ -12,7 +12,11 @@ space or agent), not its fidelity, lost.
 
 The references are matched to each searched student's *measured* latency (the latency model can be far off on a CPU):
 the widest uniform width, and the torch-pruning FLOPs ratio (one global group-norm step, then the final KD), whose
-measured latency ratio is at most the searched student's.
+measured latency is at most the searched student's, each candidate timed in the same interleaved rounds as the
+searched student. At the end all rows are timed together in one run of interleaved rounds ("all rows timed
+together": one moment of the machine, the column to compare latencies by) besides each row's own reading paired with
+the teacher. ``--remeasure`` only times the rows of finished seeds together again; ``--rematch`` matches the
+references of seeds finished with another matching again (their search and searched student stand).
 
     .venv/bin/python bench/earn_its_keep.py --task vgg16 --latency 0.3 --seeds 0 1 2 --agent evolution --episodes 60
     .venv/bin/python bench/earn_its_keep.py --task resnet18 --latency 0.3 --seeds 0 --agent none   # references only
@@ -30,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +50,7 @@ from ddc_env.baselines.library_pruning import run as torch_prune
 from ddc_env.lab.config import read_yaml
 from ddc_env.lab.report import load_model, measure_test_accuracy
 from ddc_env.lab.runs import SearchLog
-from ddc_env.latency import LatencyProtocol, measure_paired, timing_copy
+from ddc_env.latency import LatencyProtocol, measure_interleaved, measure_paired, timing_copy
 from ddc_env.paths import atomic_write_text
 from ddc_env.scoring import CachedScorer, LiveScorer
 from ddc_env.store import ResultsStore
@@ -62,6 +67,9 @@ TASKS = {  # live id, teacher checkpoint, dataset (the CIFAR-10 JPEG copy)
 DATA = SHARED / "data" / "cifar10_jpeg"
 FINAL = {"name": "standard", "epochs": 5}
 CONTINUOUS = ("ddpg", "td3", "sac")
+# how the references are matched: timed in the same interleaved rounds as the searched student (a ratio to the
+# teacher read at another moment of the machine can differ by more than the gaps being compared)
+MATCHING = "interleaved with the searched student"
 
 
 TUNED = ROOT / "configs" / "bench" / "resnet18_cifar10"  # the board's tuned configs (the closest task tuned)
@@ -91,43 +99,87 @@ def search(task: str, latency: float, seed: int, config: dict[str, Any], store: 
     return log.best_info
 
 
-def paired_ratio(net: torch.nn.Module, teacher: torch.nn.Module, task: Task, rounds: int) -> float:
-    """Batch-1 latency ratio to the teacher, timed in interleaved rounds."""
-    return measure_paired(timing_copy(net), teacher, task.input_shape, LatencyProtocol(rounds=rounds)).ratio
+def paired_ratio(net: torch.nn.Module, anchor: torch.nn.Module, task: Task, rounds: int) -> float:
+    """Batch-1 latency ratio of ``net`` to ``anchor`` (a timing copy), timed in interleaved rounds."""
+    return measure_paired(timing_copy(net), anchor, task.input_shape, LatencyProtocol(rounds=rounds)).ratio
 
 
-def widest_uniform(task: Task, teacher: torch.nn.Module, ratio: float, rounds: int) -> tuple[float, NetSpec]:
-    """The widest uniform width (steps of 0.01) whose student's measured latency ratio is at most ``ratio``
-    (latency does not depend on the weights: randomly initialised students are timed)."""
+def widest_uniform(task: Task, anchor: torch.nn.Module, ratio: float, rounds: int) -> tuple[float, NetSpec]:
+    """The widest uniform width (steps of 0.01) whose student's measured latency is at most ``ratio`` times the
+    ``anchor``'s, timed in the same rounds (latency does not depend on the weights: randomly initialised students
+    are timed)."""
     low, high = 5, 100
     while low < high:  # bisection on the width in hundredths: latency grows with width
         mid = (low + high + 1) // 2
         spec = task.student_spec(uniform_choices(task.teacher_spec, mid / 100))
-        if paired_ratio(build(spec).eval(), teacher, task, rounds) <= ratio:
+        if paired_ratio(build(spec).eval(), anchor, task, rounds) <= ratio:
             low = mid
         else:
             high = mid - 1
     return low / 100, task.student_spec(uniform_choices(task.teacher_spec, low / 100))
 
 
-def pruning_ratio_at(task: Task, teacher: torch.nn.Module, ratio: float, rounds: int) -> float:
-    """The FLOPs ratio whose one-step global group-norm torch-pruning plan of the trained ``teacher`` (the plan the
-    baseline then applies) has a measured latency ratio at most ``ratio`` (bisection; the planned students are timed
-    randomly initialised: latency does not depend on the weights)."""
+def pruning_plans(task: Task, teacher: torch.nn.Module) -> Callable[[float], NetSpec]:
+    """The student of the one-step global group-norm torch-pruning plan of the trained ``teacher`` at a FLOPs ratio
+    (the plan the baseline then applies)."""
     spec = task.student_spec({})
     pruner = SpacePruner(teacher, spec, make_importance("group_norm"), teacher_counts=channel_counts(spec),
                          round_to=task.channel_round, min_channels=task.min_channels)
+
+    def plan_at(flops_ratio: float) -> NetSpec:
+        _, plan = pruner.reach(spec.flops * flops_ratio, lambda counts: with_channels(pruner.spec, counts).flops,
+                               float, pruner.global_limit)
+        return with_channels(pruner.spec, plan.counts)
+    return plan_at
+
+
+def pruning_ratio_at(plan_at: Callable[[float], NetSpec], anchor: torch.nn.Module, ratio: float, task: Task,
+                     rounds: int) -> float:
+    """The FLOPs ratio whose torch-pruning plan (:func:`pruning_plans`) has a measured latency at most ``ratio``
+    times the ``anchor``'s (bisection; the planned students are timed randomly initialised)."""
     low, high = 0.02, 1.0
     for _ in range(10):
         mid = (low + high) / 2
-        _, plan = pruner.reach(spec.flops * mid, lambda counts: with_channels(pruner.spec, counts).flops, float,
-                               pruner.global_limit)
-        pruned = with_channels(pruner.spec, plan.counts)
-        if paired_ratio(build(pruned).eval(), teacher, task, rounds) <= ratio:
+        if paired_ratio(build(plan_at(mid)).eval(), anchor, task, rounds) <= ratio:
             low = mid
         else:
             high = mid
     return low
+
+
+def recorded_spec(row: dict[str, Any], entry: dict[str, Any], task: Task,
+                  plan_at: Callable[[float], NetSpec]) -> NetSpec:
+    """A finished row's student: its recorded spec, or (rows written before specs were recorded) rebuilt from its
+    method (the searched student's choice tokens, the uniform width, torch-pruning's FLOPs ratio) and checked against
+    its spec hash."""
+    method = row["method"]
+    if "spec" in row:
+        return NetSpec.from_dict(row["spec"])
+    if method == "teacher":
+        candidates = [task.teacher_spec]
+    elif method.startswith("searched"):
+        candidates = [task.student_spec(task.codec.decode(entry["search"]["choice_tokens"]))]
+    elif method.startswith("uniform "):
+        candidates = [task.student_spec(uniform_choices(task.teacher_spec, float(method.split()[1])))]
+    elif method.startswith("torch-pruning (FLOPs "):  # the name shows 3 decimals of the 4 the ratio was rounded to
+        shown = float(method.removeprefix("torch-pruning (FLOPs ").rstrip(")"))
+        candidates = (plan_at(round(shown + k / 10_000, 4)) for k in range(-5, 6))
+    else:
+        candidates = []
+    spec = next((c for c in candidates if c.hash() == row["spec_hash"]), None)
+    if spec is None:
+        sys.exit(f"cannot rebuild the student of row {method!r} (spec hash {row['spec_hash']})")
+    return spec
+
+
+def joint_latency(specs: dict[str, NetSpec], input_shape: tuple[int, ...], rounds: int) -> dict[str, Any]:
+    """Every row's batch-1 latency ratio to the teacher's, all timed in the same interleaved rounds (one moment of
+    the machine; randomly initialised nets: latency does not depend on the weights), with the CPU it ran on."""
+    nets = [timing_copy(build(spec)) for spec in specs.values()]
+    readings = measure_interleaved(nets, input_shape, LatencyProtocol(rounds=rounds))
+    teacher_ms = readings[list(specs).index("teacher")][0]
+    return {"rounds": rounds, "machine": compute_signature("cpu"),
+            "ratios": {name: ms / teacher_ms for name, (ms, _) in zip(specs, readings)}}
 
 
 def main() -> None:
@@ -140,7 +192,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--fidelity", default="fast", help="the search's fidelity")
     parser.add_argument("--amc", default=None, help="also the student of this continuous agent (ddpg, td3, sac)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per model")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per model (matching, and "
+                        "each row's reading paired with the teacher)")
+    parser.add_argument("--joint-rounds", type=int, default=61, help="interleaved rounds of all rows timed together")
     parser.add_argument("--final", type=json.loads, default=FINAL, help=f"the final KD (default {json.dumps(FINAL)})")
     parser.add_argument("--agent-kwargs", type=json.loads, default=None,
                         help="the agent's hyperparameters as JSON (default: tuned on the ResNet-18 twin)")
@@ -148,6 +202,10 @@ def main() -> None:
                         help="the search's width choices (increasing, in (0, 1], with 1)")
     parser.add_argument("--label", default="", help="appended to the run folder's name (one folder per search setup)")
     parser.add_argument("--out", type=Path, default=Path("runs/earn_its_keep"))
+    parser.add_argument("--rematch", action="store_true", help="match the references of finished seeds whose "
+                        "references were matched another way again (their search and searched student stand)")
+    parser.add_argument("--remeasure", action="store_true", help="only time every row of the finished seeds again, "
+                        "all in the same interleaved rounds (one moment of the machine), into the results")
     args = parser.parse_args()
     try:
         config = {"agent": args.agent, "episodes": args.episodes, "fidelity": args.fidelity,
@@ -156,6 +214,8 @@ def main() -> None:
                   (tuned_kwargs(args.agent) if args.agent_kwargs is None else args.agent_kwargs)}
         if args.agent != "none":
             get_agent(args.agent).hyperparams(config["agent_kwargs"])  # unknown names or bad values raise
+        if min(args.rounds, args.joint_rounds) < 1:
+            raise ValueError("--rounds and --joint-rounds must be at least 1")
     except ValueError as e:
         parser.error(str(e))
     out = args.out / "-".join(filter(None, [args.task, f"{args.latency:g}", args.label]))
@@ -171,11 +231,23 @@ def main() -> None:
     scorer = LiveScorer(task, args.final, latency="model", device="cpu")
     distiller = scorer.distiller
     teacher_cpu = timing_copy(distiller.teacher)
+    command = " ".join([".venv/bin/python bench/earn_its_keep.py", *sys.argv[1:]])
+    plan_at = pruning_plans(task, teacher_cpu)
+    if args.remeasure:
+        for seed in args.seeds:
+            entry = results["seeds"].get(str(seed))
+            if entry is None:
+                sys.exit(f"seed {seed} is not finished in {path}: nothing to time again")
+            specs = {row["method"]: recorded_spec(row, entry, task, plan_at) for row in entry["rows"]}
+            entry["joint_latency"] = {**joint_latency(specs, task.input_shape, args.joint_rounds), "command": command}
+            print(f"seed {seed}: {json.dumps(entry['joint_latency']['ratios'])}", flush=True)
+        atomic_write_text(path, json.dumps(results, indent=1, default=str))
+        print(table(results))
+        return
     # the search's store: the searched student's record (and a reference met in an earlier seed) is a cache hit
     search_scorer = CachedScorer(LiveScorer(task, args.fidelity, latency="model", device="cpu"),
                                  ResultsStore(out / "search.sqlite"), method="earn_its_keep")
-    results.update(command=" ".join([".venv/bin/python bench/earn_its_keep.py", *sys.argv[1:]]), final=args.final,
-                   machine=compute_signature("cpu"), search=config)
+    results.update(command=command, final=args.final, machine=compute_signature("cpu"), search=config)
 
     def final_kd(spec: NetSpec) -> torch.nn.Module:
         """The final KD of ``spec`` (saved, so a later seed or run reuses it: training is deterministic)."""
@@ -206,50 +278,66 @@ def main() -> None:
         return load_model(run_dir, json.loads(files.read_text()))
 
     for seed in args.seeds:
-        if str(seed) in results["seeds"]:
-            print(f"seed {seed}: done in {path}", flush=True)
+        entry = results["seeds"].get(str(seed))
+        if entry is not None and not (args.rematch and entry.get("matching") != MATCHING):
+            print(f"seed {seed}: done in {path}" + ("" if entry.get("matching") == MATCHING else
+                  " (its references matched the old way: --rematch matches them again)"), flush=True)
             continue
-        models: dict[str, tuple[torch.nn.Module, NetSpec]] = {"teacher": (distiller.teacher, task.teacher_spec)}
-        best: dict[str, Any] = {}
-        target = args.latency  # --agent none: the references at the budget itself
-        if args.agent != "none":
-            best = search(args.task, args.latency, seed, config, out / "search.sqlite")
-            searched = NetSpec.from_dict(best["spec"])
-            searched_net = final_kd(searched)
-            target = paired_ratio(searched_net, teacher_cpu, task, args.rounds)
-            models[f"searched ({args.agent}, seed {seed})"] = (searched_net, searched)
-        width, uniform = widest_uniform(task, teacher_cpu, target, args.rounds)
-        flops_ratio = round(pruning_ratio_at(task, teacher_cpu, target, args.rounds), 4)
-        models[f"uniform {width:g}"] = (final_kd(uniform), uniform)
-        models[f"torch-pruning (FLOPs {flops_ratio:.3f})"] = pruned(flops_ratio)
+        if entry is not None:  # --rematch: the search and the searched student's row stand
+            rows = [r for r in entry["rows"] if r["method"] == "teacher" or r["method"].startswith("searched")]
+            specs = {r["method"]: recorded_spec(r, entry, task, plan_at) for r in rows}
+            best, target, pending = entry["search"], entry["target_latency_ratio"], {}
+            searched = specs[rows[-1]["method"]] if len(rows) > 1 else None
+        else:
+            rows, specs, best, target, searched = [], {}, {}, args.latency, None
+            pending: dict[str, tuple[torch.nn.Module, NetSpec]] = {"teacher": (distiller.teacher, task.teacher_spec)}
+            if args.agent != "none":
+                best = search(args.task, args.latency, seed, config, out / "search.sqlite")
+                searched = NetSpec.from_dict(best["spec"])
+                searched_net = final_kd(searched)
+                target = paired_ratio(searched_net, teacher_cpu, task, args.rounds)
+                pending[f"searched ({args.agent}, seed {seed})"] = (searched_net, searched)
+        # the references: at most the searched student's latency, timed in the same rounds as it (without a search:
+        # the budget, as a ratio to the teacher)
+        anchor, ratio = (timing_copy(build(searched)), 1.0) if searched is not None else (teacher_cpu, args.latency)
+        width, uniform = widest_uniform(task, anchor, ratio, args.rounds)
+        flops_ratio = round(pruning_ratio_at(plan_at, anchor, ratio, task, args.rounds), 4)
+        pending[f"uniform {width:g}"] = (final_kd(uniform), uniform)
+        pending[f"torch-pruning (FLOPs {flops_ratio:.3f})"] = pruned(flops_ratio)
         if args.amc:
             amc_config = {**config, "agent": args.amc, "agent_kwargs": tuned_kwargs(args.amc)}
             amc = NetSpec.from_dict(search(args.task, args.latency, seed, amc_config, out / "search.sqlite")["spec"])
-            models[f"AMC ({args.amc}, seed {seed})"] = (final_kd(amc), amc)
-        rows = []
-        for name, (net, spec) in models.items():
+            pending[f"AMC ({args.amc}, seed {seed})"] = (final_kd(amc), amc)
+        for name, (net, spec) in pending.items():
             rows.append({"method": name, "search_val_acc": None if name == "teacher" else
                          search_scorer.score(spec)["val_acc"],
                          "val_acc": distiller.accuracy(net, teacher=name == "teacher"),
                          "test_acc": measure_test_accuracy(distiller, net, teacher=name == "teacher"),
                          "param_ratio": spec.params / task.teacher_spec.params,
                          "flop_ratio": spec.flops / task.teacher_spec.flops,
-                         "latency_ratio": paired_ratio(net, teacher_cpu, task, args.rounds), "spec_hash": spec.hash()})
-            print(json.dumps(rows[-1]), flush=True)
+                         "latency_ratio": paired_ratio(net, teacher_cpu, task, args.rounds), "spec_hash": spec.hash(),
+                         "spec": spec.to_dict()})
+            specs[name] = spec
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "spec"}), flush=True)
+        joint = joint_latency({r["method"]: specs[r["method"]] for r in rows}, task.input_shape,
+                              args.joint_rounds)
         results["seeds"][str(seed)] = {"search": {k: best[k] for k in ("val_acc", "latency_ratio", "choice_tokens")
-                                                  if k in best}, "target_latency_ratio": target, "rows": rows}
+                                                  if k in best}, "target_latency_ratio": target, "rows": rows,
+                                       "matching": MATCHING, "joint_latency": {**joint, "command": command}}
         atomic_write_text(path, json.dumps(results, indent=1, default=str))
     print(table(results))
 
 
 def table(results: dict[str, Any]) -> str:
     lines = ["| seed | method | search val | val acc | test acc | params ratio | FLOPs ratio | measured latency ratio "
-             "(batch 1) |", "|---|---|---|---|---|---|---|---|"]
+             "(batch 1) | all rows timed together |", "|---|---|---|---|---|---|---|---|---|"]
     for seed, entry in results["seeds"].items():
+        joint = entry.get("joint_latency", {}).get("ratios", {})
         for r in entry["rows"]:
             search_val = "" if r.get("search_val_acc") is None else f"{r['search_val_acc']:.4f}"
+            together = f"{joint[r['method']]:.3f}" if r["method"] in joint else ""
             lines.append(f"| {seed} | {r['method']} | {search_val} | {r['val_acc']:.4f} | {r['test_acc']:.4f} | "
-                         f"{r['param_ratio']:.3f} | {r['flop_ratio']:.3f} | {r['latency_ratio']:.3f} |")
+                         f"{r['param_ratio']:.3f} | {r['flop_ratio']:.3f} | {r['latency_ratio']:.3f} | {together} |")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,15 +331,23 @@ def measure_module(net: nn.Module, input_shape: tuple[int, ...],
     return _median_spread(_time_modules([net], x, protocol, protocol.rounds)[0])
 
 
+def measure_interleaved(nets: Sequence[nn.Module], input_shape: tuple[int, ...],
+                        protocol: LatencyProtocol | None = None) -> list[tuple[float, float]]:
+    """Median and interquartile spread (ms) of each of ``nets`` (per-sample ``input_shape``, all on the protocol's
+    device, see :func:`timing_copy`), timed in the same interleaved rounds with ``protocol``: each round times every
+    net in turn, so all of them see the same state of the machine and their ratios compare one moment."""
+    protocol = protocol or LatencyProtocol()
+    x = _example((protocol.batch_size, *input_shape), torch.device(protocol.device))
+    return [_median_spread(times) for times in _time_modules(list(nets), x, protocol, protocol.rounds)]
+
+
 def measure_paired(student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...],
                    protocol: LatencyProtocol | None = None) -> PairedLatency:
     """Time ``student`` and ``teacher`` (per-sample ``input_shape``, both on the protocol's device, see
     :func:`timing_copy`) in interleaved rounds with ``protocol``: each round times the teacher, then the student,
     so both see the same state of the machine."""
     protocol = protocol or LatencyProtocol()
-    x = _example((protocol.batch_size, *input_shape), torch.device(protocol.device))
-    t_times, s_times = _time_modules([teacher, student], x, protocol, protocol.rounds)
-    (t_med, t_spread), (s_med, s_spread) = _median_spread(t_times), _median_spread(s_times)
+    (t_med, t_spread), (s_med, s_spread) = measure_interleaved([teacher, student], input_shape, protocol)
     if not (math.isfinite(t_med) and t_med > 0):
         raise RuntimeError(f"the teacher's measured latency is {t_med} ms")
     return PairedLatency(s_med, s_spread, t_med, t_spread, protocol.rounds)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ddc_env.arch import apply_decisions, build, uniform_choices
-from ddc_env.latency import LatencyModel, LatencyProtocol, measure_paired, timing_copy, unit_key
+from ddc_env.latency import (LatencyModel, LatencyProtocol, measure_interleaved, measure_paired, timing_copy,
+                             unit_key)
 from ddc_env.models import lenet5
 
 TEACHER = lenet5(num_classes=4, in_channels=1, input_size=(28, 28))
@@ -62,6 +63,12 @@ def test_paired_measurement_keeps_medians_and_spreads() -> None:
     assert paired.student_ms > 0 and paired.teacher_ms > 0 and paired.rounds == PROTOCOL.rounds
     assert paired.student_spread_ms >= 0 and paired.teacher_spread_ms >= 0
     assert paired.ratio == pytest.approx(paired.student_ms / paired.teacher_ms) and paired.ratio < 1.0
+
+
+def test_interleaved_measurement_times_every_net_in_the_same_rounds() -> None:
+    nets = [timing_copy(build(TEACHER)), timing_copy(build(STUDENT)), timing_copy(build(TEACHER))]
+    (teacher_ms, _), (student_ms, spread), (again_ms, _) = measure_interleaved(nets, (1, 28, 28), PROTOCOL)
+    assert 0 < student_ms < min(teacher_ms, again_ms) and spread >= 0
 
 
 def test_how_a_unit_is_timed_is_part_of_the_table_key(tmp_path: Path) -> None:
