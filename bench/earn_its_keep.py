@@ -221,7 +221,7 @@ def main() -> None:
     out = args.out / "-".join(filter(None, [args.task, f"{args.latency:g}", args.label]))
     path = out / "results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"seeds": {}}
-    if results["seeds"] and results.get("search") != config:
+    if results["seeds"] and not args.remeasure and results.get("search") != config:  # timing searches nothing
         sys.exit(f"{path} holds seeds searched with {results.get('search', 'another setup')}, not {config}: "
                  f"pass another --label")
     out.mkdir(parents=True, exist_ok=True)
