@@ -192,9 +192,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--fidelity", default="fast", help="the search's fidelity")
     parser.add_argument("--amc", default=None, help="also the student of this continuous agent (ddpg, td3, sac)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per model (matching, and "
-                        "each row's reading paired with the teacher)")
-    parser.add_argument("--joint-rounds", type=int, default=61, help="interleaved rounds of all rows timed together")
+    parser.add_argument("--rounds", type=int, default=61, help="interleaved timing rounds per model (matching, each "
+                        "row's reading paired with the teacher, all rows timed together)")
     parser.add_argument("--final", type=json.loads, default=FINAL, help=f"the final KD (default {json.dumps(FINAL)})")
     parser.add_argument("--agent-kwargs", type=json.loads, default=None,
                         help="the agent's hyperparameters as JSON (default: tuned on the ResNet-18 twin)")
@@ -214,8 +213,8 @@ def main() -> None:
                   (tuned_kwargs(args.agent) if args.agent_kwargs is None else args.agent_kwargs)}
         if args.agent != "none":
             get_agent(args.agent).hyperparams(config["agent_kwargs"])  # unknown names or bad values raise
-        if min(args.rounds, args.joint_rounds) < 1:
-            raise ValueError("--rounds and --joint-rounds must be at least 1")
+        if args.rounds < 1:
+            raise ValueError(f"--rounds must be at least 1, got {args.rounds}")
     except ValueError as e:
         parser.error(str(e))
     out = args.out / "-".join(filter(None, [args.task, f"{args.latency:g}", args.label]))
@@ -239,7 +238,7 @@ def main() -> None:
             if entry is None:
                 sys.exit(f"seed {seed} is not finished in {path}: nothing to time again")
             specs = {row["method"]: recorded_spec(row, entry, task, plan_at) for row in entry["rows"]}
-            entry["joint_latency"] = {**joint_latency(specs, task.input_shape, args.joint_rounds), "command": command}
+            entry["joint_latency"] = {**joint_latency(specs, task.input_shape, args.rounds), "command": command}
             print(f"seed {seed}: {json.dumps(entry['joint_latency']['ratios'])}", flush=True)
         atomic_write_text(path, json.dumps(results, indent=1, default=str))
         print(table(results))
@@ -277,11 +276,13 @@ def main() -> None:
             atomic_write_text(files, json.dumps(ctx.results[-1]["model"]))
         return load_model(run_dir, json.loads(files.read_text()))
 
+    matching = f"{MATCHING}, {args.rounds} rounds"
     for seed in args.seeds:
         entry = results["seeds"].get(str(seed))
-        if entry is not None and not (args.rematch and entry.get("matching") != MATCHING):
-            print(f"seed {seed}: done in {path}" + ("" if entry.get("matching") == MATCHING else
-                  " (its references matched the old way: --rematch matches them again)"), flush=True)
+        if entry is not None and not (args.rematch and entry.get("matching") != matching):
+            print(f"seed {seed}: done in {path}" + ("" if entry.get("matching") == matching else
+                  f" (its references were matched {entry.get('matching', 'by ratios to the teacher')}: --rematch "
+                  f"matches them again)"), flush=True)
             continue
         if entry is not None:  # --rematch: the search and the searched student's row stand
             rows = [r for r in entry["rows"] if r["method"] == "teacher" or r["method"].startswith("searched")]
@@ -319,11 +320,10 @@ def main() -> None:
                          "spec": spec.to_dict()})
             specs[name] = spec
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "spec"}), flush=True)
-        joint = joint_latency({r["method"]: specs[r["method"]] for r in rows}, task.input_shape,
-                              args.joint_rounds)
+        joint = joint_latency({r["method"]: specs[r["method"]] for r in rows}, task.input_shape, args.rounds)
         results["seeds"][str(seed)] = {"search": {k: best[k] for k in ("val_acc", "latency_ratio", "choice_tokens")
                                                   if k in best}, "target_latency_ratio": target, "rows": rows,
-                                       "matching": MATCHING, "joint_latency": {**joint, "command": command}}
+                                       "matching": matching, "joint_latency": {**joint, "command": command}}
         atomic_write_text(path, json.dumps(results, indent=1, default=str))
     print(table(results))
 
