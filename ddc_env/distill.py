@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,10 @@ from torch import nn
 
 from .arch import NetSpec, build, inherit, recalibrate_batchnorm, stale_batchnorms
 from .data import augment, batch_indices, flips, normalize, stratified_cap
+from .paths import atomic_writer, ddc_home
 from .task import Task
-from .train import (AMP_MODES, OPTIMIZERS, SCHEDULES, LoopResult, OptimConfig, Precision, chunks, make_optimizer,
-                    predict, resolve_device, train_loop)
+from .train import (AMP_MODES, OPTIMIZERS, SCHEDULES, LoopResult, OptimConfig, Precision, chunks,
+                    compute_signature, make_optimizer, predict, resolve_device, train_loop)
 from .validate import check_bool, check_choice, check_int, check_names, check_number
 
 __all__ = ["AMP_MODES", "FIDELITIES", "LOSSES", "OPTIMIZERS", "SCHEDULES", "Distiller", "Fidelity",
@@ -201,19 +203,45 @@ class Distiller:
         return (self.logits(net, self.val_x, teacher).argmax(1) == self.val_y).float().mean().item()
 
     def teacher_views(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(views, N, C, H, W) uint8 augmented training images and (views, N, K) teacher logits, made once."""
+        """(views, N, C, H, W) uint8 augmented training images and (views, N, K) teacher logits, made once per
+        process; the logits are kept on disk too (:meth:`_cached_teacher_logits`)."""
         if self._views is None:
             f = self.fidelity
             flip = flips(self.data.config.dataset)
             pad = max(1, self.data.image_size[0] // 8)
-            images, logits = [], []
+            images = []
             for v in range(f.views):
                 gen = torch.Generator(self.device).manual_seed(f.seed * 7919 + v)
-                x = augment(self.train_x, gen, pad=pad, flip=flip) if f.augment else self.train_x
-                images.append(x)
-                logits.append(self.logits(self.teacher, x, teacher=True))
-            self._views = torch.stack(images), torch.stack(logits)
+                images.append(augment(self.train_x, gen, pad=pad, flip=flip) if f.augment else self.train_x)
+            stacked = torch.stack(images)
+            self._views = stacked, self._cached_teacher_logits(stacked)
         return self._views
+
+    def _cached_teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits of every view in ``images``, read from ``$DDC_HOME/teacher_logits/<key>.pt`` when a
+        process computed them before (the teacher's pass over every view is minutes of a large teacher's KD on a
+        CPU). The key hashes what the logits depend on: the teacher's weights and buffers, the images themselves,
+        the class subset, and the machine, precision and thread count (equal keys give bit-identical logits); an
+        unreadable or mismatched file is computed again and replaced."""
+        digest = hashlib.sha256()
+        for name, tensor in self.teacher.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        digest.update(images.cpu().contiguous().numpy().tobytes())
+        digest.update(json.dumps([self.class_indices and list(self.class_indices), compute_signature(self.device),
+                                  self.precision.name, torch.get_num_threads()], default=str).encode())
+        path = ddc_home() / "teacher_logits" / f"{digest.hexdigest()[:24]}.pt"
+        try:
+            cached = torch.load(path, map_location=self.device, weights_only=True)
+            if isinstance(cached, torch.Tensor) and cached.shape[:2] == images.shape[:2] and \
+                    cached.dtype == torch.float32:
+                return cached
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
+            pass  # missing, truncated or corrupt: computed again below
+        logits = torch.stack([self.logits(self.teacher, x, teacher=True) for x in images])
+        with atomic_writer(path) as out:
+            torch.save(logits.cpu(), out)
+        return logits
 
     # -- students ------------------------------------------------------------------------------------------
     def init_student(self, spec: NetSpec) -> nn.Module:

@@ -142,18 +142,40 @@ def test_kd_training_improves_on_zero_training(task):
     assert trained["val_acc"] > zero["val_acc"] + 0.05
 
 
-def test_teacher_logits_are_computed_once(task, monkeypatch):
-    sc = scorer(task, {"name": "smoke", "views": 2, "epochs": 2})
-    d = sc.distiller
-    calls = []
-    original = d.logits
-    monkeypatch.setattr(d, "logits", lambda net, x, teacher=False: calls.append(teacher) or original(net, x, teacher))
+def counted_teacher_passes(sc: LiveScorer, monkeypatch) -> list[bool]:
+    """The ``teacher`` flag of every logits pass ``sc``'s distiller makes from now on."""
+    calls: list[bool] = []
+    original = sc.distiller.logits
+    monkeypatch.setattr(sc.distiller, "logits",
+                        lambda net, x, teacher=False: calls.append(teacher) or original(net, x, teacher))
+    return calls
+
+
+def test_teacher_logits_are_computed_once(task, monkeypatch, tmp_path):
+    """Once per process, and once per machine: another process (here: another scorer) reads the teacher's logits of
+    the same views from $DDC_HOME, bit-identical; a corrupt file is computed again."""
+    monkeypatch.setenv("DDC_HOME", str(tmp_path))
+    fidelity = {"name": "smoke", "views": 2, "epochs": 2}
+    sc = scorer(task, fidelity)
+    calls = counted_teacher_passes(sc, monkeypatch)
     for w in (0.5, 0.7):
         sc.evaluate(task.student_spec(uniform_choices(task.teacher_spec, w)))
-    images, logits = d.teacher_views()
-    assert images.shape[0] == 2 and logits.shape == (2, len(d.train_y), task.data.num_classes)
+    images, logits = sc.distiller.teacher_views()
+    assert images.shape[0] == 2 and logits.shape == (2, len(sc.distiller.train_y), task.data.num_classes)
     assert calls.count(True) == 2 + 1  # one pass per view, one for the teacher's val accuracy
     assert not torch.equal(images[0], images[1])  # two different augmentation views
+    [cached] = (tmp_path / "teacher_logits").glob("*.pt")
+    again = scorer(task, fidelity)
+    calls = counted_teacher_passes(again, monkeypatch)
+    assert torch.equal(again.distiller.teacher_views()[1], logits) and calls == []
+    cached.write_bytes(b"not a tensor file")
+    corrupt = scorer(task, fidelity)
+    calls = counted_teacher_passes(corrupt, monkeypatch)
+    assert torch.equal(corrupt.distiller.teacher_views()[1], logits) and calls == [True, True]
+    assert torch.equal(torch.load(cached, weights_only=True), logits)  # replaced by the recomputed logits
+    other_views = scorer(task, {**fidelity, "views": 1})
+    calls = counted_teacher_passes(other_views, monkeypatch)
+    assert other_views.distiller.teacher_views()[1].shape[0] == 1 and calls == [True]  # other images: another key
 
 
 def test_diverging_student_gets_a_penalty_record(task):
