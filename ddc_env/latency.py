@@ -131,8 +131,9 @@ def _example(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 
 def _time_modules(modules: list[nn.Module], x: torch.Tensor, protocol: LatencyProtocol, rounds: int,
-                  round_seconds: float = _ROUND_SECONDS) -> list[list[float]]:
-    """Per-round per-call milliseconds of each module, the modules interleaved round by round."""
+                  round_seconds: float = _ROUND_SECONDS, warm_calls: int = 0) -> list[list[float]]:
+    """Per-round per-call milliseconds of each module, the modules interleaved round by round (each round after
+    ``warm_calls`` untimed calls of its module)."""
     device = torch.device(protocol.device)
     with torch_threads(protocol.threads), torch.inference_mode():
         for m in modules:
@@ -142,6 +143,8 @@ def _time_modules(modules: list[nn.Module], x: torch.Tensor, protocol: LatencyPr
         times: list[list[float]] = [[] for _ in modules]
         for _ in range(rounds):
             for i, m in enumerate(modules):
+                for _ in range(warm_calls):
+                    m(x)
                 times[i].append(_round_ms(m, x, calls[i], device))
     return times
 
@@ -332,13 +335,18 @@ def measure_module(net: nn.Module, input_shape: tuple[int, ...],
 
 
 def measure_interleaved(nets: Sequence[nn.Module], input_shape: tuple[int, ...],
-                        protocol: LatencyProtocol | None = None) -> list[tuple[float, float]]:
+                        protocol: LatencyProtocol | None = None, warm_calls: int = 0) -> list[tuple[float, float]]:
     """Median and interquartile spread (ms) of each of ``nets`` (per-sample ``input_shape``, all on the protocol's
     device, see :func:`timing_copy`), timed in the same interleaved rounds with ``protocol``: each round times every
-    net in turn, so all of them see the same state of the machine and their ratios compare one moment."""
+    net in turn, so all of them see the same state of the machine and their ratios compare one moment. A round
+    starts cold (whatever ran before left the caches); ``warm_calls`` untimed calls before each round time a net
+    warm instead, as it runs when it serves requests one after another."""
+    if isinstance(warm_calls, bool) or not isinstance(warm_calls, int) or warm_calls < 0:
+        raise ValueError(f"warm_calls must be an integer >= 0, got {warm_calls!r}")
     protocol = protocol or LatencyProtocol()
     x = _example((protocol.batch_size, *input_shape), torch.device(protocol.device))
-    return [_median_spread(times) for times in _time_modules(list(nets), x, protocol, protocol.rounds)]
+    return [_median_spread(times) for times in _time_modules(list(nets), x, protocol, protocol.rounds,
+                                                             warm_calls=warm_calls)]
 
 
 def measure_paired(student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...],

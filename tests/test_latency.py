@@ -69,6 +69,10 @@ def test_interleaved_measurement_times_every_net_in_the_same_rounds() -> None:
     nets = [timing_copy(build(TEACHER)), timing_copy(build(STUDENT)), timing_copy(build(TEACHER))]
     (teacher_ms, _), (student_ms, spread), (again_ms, _) = measure_interleaved(nets, (1, 28, 28), PROTOCOL)
     assert 0 < student_ms < min(teacher_ms, again_ms) and spread >= 0
+    (teacher_ms, _), (student_ms, _), _ = measure_interleaved(nets, (1, 28, 28), PROTOCOL, warm_calls=1)
+    assert 0 < student_ms < teacher_ms
+    with pytest.raises(ValueError, match="warm_calls must be an integer >= 0"):
+        measure_interleaved(nets, (1, 28, 28), PROTOCOL, warm_calls=-1)
 
 
 def test_how_a_unit_is_timed_is_part_of_the_table_key(tmp_path: Path) -> None:
