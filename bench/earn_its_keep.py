@@ -284,7 +284,7 @@ def main() -> None:
             atomic_write_text(files, json.dumps(ctx.results[-1]["model"]))
         return load_model(run_dir, json.loads(files.read_text()))
 
-    matching = f"{MATCHING}, {args.rounds} rounds"
+    matching = f"{MATCHING if args.agent != 'none' else 'at the budget, with the teacher'}, {args.rounds} rounds"
     for seed in args.seeds:
         entry = results["seeds"].get(str(seed))
         rematch = entry is not None and args.rematch and entry.get("matching") != matching
