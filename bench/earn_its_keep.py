@@ -13,12 +13,13 @@ space or agent), not its fidelity, lost.
 The references are matched to each searched student's *measured* latency (the latency model can be far off on a CPU):
 the widest uniform width, and the torch-pruning FLOPs ratio (one global group-norm step, then the final KD), whose
 measured latency is at most the searched student's, each candidate timed in the same interleaved rounds as the
-searched student. At the end all rows are timed together in one run of interleaved rounds ("all rows timed
-together": one moment of the machine, the column to compare latencies by) besides each row's own reading paired with
-the teacher. ``--remeasure`` only times the rows of finished seeds together again; ``--rematch`` matches the
-references of seeds finished with another matching again (their search and searched student stand); ``--bracket
-1.1`` adds torch-pruning given up to 1.1 times the searched student's latency (timings on a VM move by a few percent:
-a searched student that also beats that reference does not win on the timing's noise).
+searched student. At the end, besides each row's own reading paired with the teacher, all rows are timed together
+in one run of interleaved rounds (one moment of the machine), cold (each round right after the other rows ran) and
+warm (one untimed call first): small networks read up to ~10% apart between the two (``bench/latency_conditions.py``).
+``--remeasure`` only times the rows of finished seeds together again; ``--rematch`` matches the references of seeds
+finished with another matching again (their search and searched student stand); ``--bracket 1.1`` adds
+torch-pruning given up to 1.1 times the searched student's latency (a searched student that also beats that
+reference does not win on the timing's noise).
 
     .venv/bin/python bench/earn_its_keep.py --task vgg16 --latency 0.3 --seeds 0 1 2 --agent evolution --episodes 60
     .venv/bin/python bench/earn_its_keep.py --task resnet18 --latency 0.3 --seeds 0 --agent none   # references only
@@ -177,12 +178,15 @@ def recorded_spec(row: dict[str, Any], entry: dict[str, Any], task: Task,
 
 def joint_latency(specs: dict[str, NetSpec], input_shape: tuple[int, ...], rounds: int) -> dict[str, Any]:
     """Every row's batch-1 latency ratio to the teacher's, all timed in the same interleaved rounds (one moment of
-    the machine; randomly initialised nets: latency does not depend on the weights), with the CPU it ran on."""
+    the machine; randomly initialised nets: latency does not depend on the weights), cold (each round right after
+    the other rows ran) and warm (one untimed call first: as a model serving requests runs), with the CPU."""
     nets = [timing_copy(build(spec)) for spec in specs.values()]
-    readings = measure_interleaved(nets, input_shape, LatencyProtocol(rounds=rounds))
-    teacher_ms = readings[list(specs).index("teacher")][0]
-    return {"rounds": rounds, "machine": compute_signature("cpu"),
-            "ratios": {name: ms / teacher_ms for name, (ms, _) in zip(specs, readings)}}
+    teacher = list(specs).index("teacher")
+    out: dict[str, Any] = {"rounds": rounds, "machine": compute_signature("cpu")}
+    for key, warm_calls in (("ratios", 0), ("warm_ratios", 1)):
+        readings = measure_interleaved(nets, input_shape, LatencyProtocol(rounds=rounds), warm_calls)
+        out[key] = {name: ms / readings[teacher][0] for name, (ms, _) in zip(specs, readings)}
+    return out
 
 
 def main() -> None:
@@ -348,14 +352,16 @@ def main() -> None:
 
 def table(results: dict[str, Any]) -> str:
     lines = ["| seed | method | search val | val acc | test acc | params ratio | FLOPs ratio | measured latency ratio "
-             "(batch 1) | all rows timed together |", "|---|---|---|---|---|---|---|---|---|"]
+             "(batch 1) | all rows timed together, cold | warm |", "|---|---|---|---|---|---|---|---|---|---|"]
     for seed, entry in results["seeds"].items():
-        joint = entry.get("joint_latency", {}).get("ratios", {})
+        joint = entry.get("joint_latency", {})
         for r in entry["rows"]:
             search_val = "" if r.get("search_val_acc") is None else f"{r['search_val_acc']:.4f}"
-            together = f"{joint[r['method']]:.3f}" if r["method"] in joint else ""
+            together = [f"{joint[key][r['method']]:.3f}" if r["method"] in joint.get(key, {}) else ""
+                        for key in ("ratios", "warm_ratios")]
             lines.append(f"| {seed} | {r['method']} | {search_val} | {r['val_acc']:.4f} | {r['test_acc']:.4f} | "
-                         f"{r['param_ratio']:.3f} | {r['flop_ratio']:.3f} | {r['latency_ratio']:.3f} | {together} |")
+                         f"{r['param_ratio']:.3f} | {r['flop_ratio']:.3f} | {r['latency_ratio']:.3f} | "
+                         f"{' | '.join(together)} |")
     return "\n".join(lines)
 
 
