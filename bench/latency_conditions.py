@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from earn_its_keep import DATA, TASKS, pruning_plans, recorded_spec
+from earn_its_keep import DATA, TASKS, joint_latency, pruning_plans, recorded_spec
 
 from ddc_env.arch import build
 from ddc_env.latency import LatencyProtocol, measure_interleaved, timing_copy
@@ -50,18 +50,16 @@ def main() -> None:
     references = [name for name in specs if name not in ("teacher", searched)]
     print(f"time / the searched student's time in the same rounds ({args.rounds} rounds each):")
     for repeat in range(args.repeats):
-        for warm in (0, 1):
+        together = joint_latency(specs, task.input_shape, args.rounds)  # ratios to the teacher, cold and warm
+        for warm, key in ((0, "ratios"), (1, "warm_ratios")):
             condition = "warm" if warm else "cold"
-            pairs = {name: measure_interleaved([nets[searched], nets[name]], task.input_shape, protocol, warm)
-                     for name in references}
-            together = dict(zip(nets, measure_interleaved(list(nets.values()), task.input_shape, protocol, warm)))
             for name in references:
-                in_pair = pairs[name][1][0] / pairs[name][0][0]
-                with_all = together[name][0] / together[searched][0]
-                print(f"  repeat {repeat} {condition}: {name}: in pairs {in_pair:.3f}, all rows together "
-                      f"{with_all:.3f}", flush=True)
+                (searched_ms, _), (ms, _) = measure_interleaved([nets[searched], nets[name]], task.input_shape,
+                                                                protocol, warm)
+                print(f"  repeat {repeat} {condition}: {name}: in pairs {ms / searched_ms:.3f}, all rows together "
+                      f"{together[key][name] / together[key][searched]:.3f}", flush=True)
             print(f"  repeat {repeat} {condition}: searched / teacher, all rows together "
-                  f"{together[searched][0] / together['teacher'][0]:.3f}", flush=True)
+                  f"{together[key][searched]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -220,16 +220,14 @@ class Distiller:
     def _cached_teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher's logits of every view in ``images``, read from ``$DDC_HOME/teacher_logits/<key>.pt`` when a
         process computed them before (the teacher's pass over every view is minutes of a large teacher's KD on a
-        CPU). The key hashes what the logits depend on: the teacher's weights and buffers, the images themselves,
-        the class subset, and the machine, precision and thread count (equal keys give bit-identical logits); an
-        unreadable or mismatched file is computed again and replaced."""
-        digest = hashlib.sha256()
-        for name, tensor in self.teacher.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        digest.update(images.cpu().contiguous().numpy().tobytes())
-        digest.update(json.dumps([self.class_indices and list(self.class_indices), compute_signature(self.device),
-                                  self.precision.name, torch.get_num_threads()], default=str).encode())
+        CPU). The key is what the logits depend on: the task's teacher and data keys, the class subset, the fidelity
+        fields that make the views, and the machine, precision and thread count (equal keys give bit-identical
+        logits); an unreadable or mismatched file is computed again and replaced."""
+        f = self.fidelity
+        key = json.dumps([self.task.teacher_id, self.task.data_key, self.class_indices and list(self.class_indices),
+                          f.train_samples, f.views, f.augment, f.seed, compute_signature(self.device),
+                          self.precision.name, torch.get_num_threads()], default=str)
+        digest = hashlib.sha256(key.encode())
         path = ddc_home() / "teacher_logits" / f"{digest.hexdigest()[:24]}.pt"
         try:
             cached = torch.load(path, map_location=self.device, weights_only=True)
